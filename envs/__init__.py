@@ -1,0 +1,90 @@
+"""metajax.envs: pure-JAX meta-RL task distributions, batched over tasks with ``vmap``.
+
+``make(name, **options)`` returns ``(env, tasks)``: a gymnax-compatible env whose
+``EnvParams`` is the task, and the ``TaskDistribution`` that samples tasks and holds the
+held-out test split. ``names()`` lists what ``make`` knows.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from metajax.envs.bandits import BernoulliBandit, make_bernoulli_bandit
+from metajax.envs.core import EnvState, MetaEnv, TaskDistribution, num_tasks
+from metajax.envs.tabular_mdp import TabularMDP, make_tabular_mdp
+from metajax.envs.wrappers import TrialWrapper
+from metajax.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A registered task family: its factory and a one-line description."""
+
+    factory: Callable[..., tuple[MetaEnv, TaskDistribution]]
+    description: str
+
+
+_REGISTRY: dict[str, EnvSpec] = {}
+
+
+def register(name: str, factory: Callable[..., tuple[MetaEnv, TaskDistribution]], description: str):
+    """Adds a task family to the registry under ``name``."""
+    _REGISTRY[name] = EnvSpec(factory, description)
+
+
+def names() -> list[str]:
+    """The names ``make`` accepts, sorted."""
+    return sorted(_REGISTRY)
+
+
+def describe(name: str) -> str:
+    """The one-line description of a registered family."""
+    return _REGISTRY[name].description
+
+
+def options(name: str) -> dict[str, object]:
+    """The options of a family with their defaults."""
+    signature = inspect.signature(_REGISTRY[name].factory)
+    return {k: p.default for k, p in signature.parameters.items()}
+
+
+def make(name: str, **kwargs) -> tuple[MetaEnv, TaskDistribution]:
+    """Builds the env and task distribution registered as ``name``.
+
+    Raises:
+        ConfigError: unknown name, unknown option, or an impossible option value.
+    """
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown env '{name}'; known envs: {', '.join(names())}")
+    allowed = options(name)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} for env '{name}'; "
+            f"allowed: {', '.join(f'{k}={v!r}' for k, v in allowed.items())}"
+        )
+    try:
+        return _REGISTRY[name].factory(**kwargs)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"env '{name}': {error}") from None
+
+
+register("bernoulli-bandit", make_bernoulli_bandit, "k-armed Bernoulli bandit, p ~ U[0,1] (Duan et al.)")
+register("tabular-mdp", make_tabular_mdp, "random tabular MDP, Dirichlet P, N(1,1) reward means (Duan et al.)")
+
+__all__ = [
+    "BernoulliBandit",
+    "EnvState",
+    "MetaEnv",
+    "TabularMDP",
+    "TaskDistribution",
+    "TrialWrapper",
+    "describe",
+    "make",
+    "names",
+    "num_tasks",
+    "options",
+    "register",
+]

@@ -1,0 +1,128 @@
+"""The meta-env interface: environments whose task lives in ``EnvParams``, task distributions.
+
+An environment is a gymnax ``Environment`` (1.x API) whose ``EnvParams`` holds the *task* as
+pytree leaves, so a batch of tasks is one ``EnvParams`` with a leading axis and ``vmap`` runs
+thousands of them at once. ``reset`` never resamples the task: the task changes only when the
+caller passes other params.
+
+A ``TaskDistribution`` samples tasks for meta-training and holds a fixed, held-out test split
+(and optionally an out-of-distribution split) for evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment as gymnax_env
+from gymnax.environments import spaces
+
+EnvParams = Any  # a flax.struct dataclass of task leaves; batched tasks carry a leading axis
+
+TRAIN_SPLIT, TEST_SPLIT, OOD_SPLIT = 0, 1, 2
+
+
+@struct.dataclass
+class EnvState:
+    """Base env state: every env counts steps within its episode."""
+
+    time: jax.Array
+
+
+class MetaEnv(gymnax_env.Environment):
+    """A gymnax environment with a fixed per-episode horizon and a task in ``EnvParams``.
+
+    Subclasses implement ``reset_env``, ``step_env``, ``observation_space`` and
+    ``action_space``; ``horizon`` is static (it fixes rollout shapes), so it lives on the env,
+    not in the params.
+    """
+
+    horizon: int = 1
+
+    def is_truncated(self, state: EnvState, params: EnvParams) -> jax.Array:
+        """An episode is truncated when it reaches the env's horizon."""
+        del params
+        return state.time >= self.horizon
+
+    def observation_space(self, params: EnvParams | None = None) -> spaces.Space:
+        raise NotImplementedError
+
+    def action_space(self, params: EnvParams | None = None) -> spaces.Space:
+        raise NotImplementedError
+
+    def oracle_episode_return(self, params: EnvParams) -> jax.Array | None:
+        """Expected return of one episode for a policy that knows the task, or None if unknown."""
+        del params
+        return None
+
+
+@dataclass(frozen=True)
+class TaskDistribution:
+    """Samples tasks (``EnvParams``) for meta-training; holds fixed held-out splits.
+
+    Args:
+        sample_task: draws one task from a key.
+        num_train_tasks: size of a fixed training pool (PEARL-style splits); None draws
+            fresh tasks at every call.
+        num_test_tasks: size of the held-out test split.
+        split_seed: seed of the fixed pools; the test split never overlaps the training pool.
+        sample_ood_task: draws one task from a shifted, out-of-distribution range, if any.
+    """
+
+    sample_task: Callable[[jax.Array], EnvParams]
+    num_train_tasks: int | None = None
+    num_test_tasks: int = 1000
+    split_seed: int = 0
+    sample_ood_task: Callable[[jax.Array], EnvParams] | None = None
+
+    def _pool(self, split: int, n: int, sampler: Callable[[jax.Array], EnvParams]) -> EnvParams:
+        key = jax.random.fold_in(jax.random.key(self.split_seed), split)
+        return jax.vmap(sampler)(jax.random.split(key, n))
+
+    def sample(self, key: jax.Array, n: int) -> EnvParams:
+        """Draws ``n`` training tasks: fresh ones, or uniformly from the fixed training pool."""
+        if self.num_train_tasks is None:
+            return jax.vmap(self.sample_task)(jax.random.split(key, n))
+        index = jax.random.randint(key, (n,), 0, self.num_train_tasks)
+        return jax.tree.map(lambda x: x[index], self.train_tasks())
+
+    def train_tasks(self) -> EnvParams:
+        """The fixed training pool (only for distributions with ``num_train_tasks``)."""
+        if self.num_train_tasks is None:
+            raise ValueError("this task distribution has no fixed training pool")
+        return self._pool(TRAIN_SPLIT, self.num_train_tasks, self.sample_task)
+
+    def test_tasks(self, n: int | None = None) -> EnvParams:
+        """The fixed held-out test split (its first ``n`` tasks)."""
+        n = self.num_test_tasks if n is None else n
+        return self._pool(TEST_SPLIT, n, self.sample_task)
+
+    def ood_test_tasks(self, n: int | None = None) -> EnvParams | None:
+        """A fixed out-of-distribution test split, or None if the family declares none."""
+        if self.sample_ood_task is None:
+            return None
+        n = self.num_test_tasks if n is None else n
+        return self._pool(OOD_SPLIT, n, self.sample_ood_task)
+
+
+def num_tasks(params: EnvParams) -> int:
+    """The size of the leading (task) axis of a batch of tasks."""
+    return jax.tree.leaves(params)[0].shape[0]
+
+
+def flat_action_dim(space: spaces.Space) -> int:
+    """Width of an action once encoded for a network input (one-hot for Discrete)."""
+    if isinstance(space, spaces.Discrete):
+        return space.n
+    return int(jnp.prod(jnp.array(space.shape)))
+
+
+def encode_action(space: spaces.Space, action: jax.Array) -> jax.Array:
+    """An action as a float vector: one-hot for Discrete, flattened for Box."""
+    if isinstance(space, spaces.Discrete):
+        return jax.nn.one_hot(action, space.n, dtype=jnp.float32)
+    return jnp.reshape(action, (-1,)).astype(jnp.float32)

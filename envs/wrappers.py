@@ -1,0 +1,99 @@
+"""Wrappers over meta-envs: the RL² trial.
+
+A trial is K episodes of one task. ``TrialWrapper`` turns an env into one whose episode is a
+whole trial: the inner env is reset between its episodes with the same params (the task never
+changes inside a trial), and the observation is augmented with what RL² feeds its memory:
+the previous action (one-hot when discrete), the previous reward and a flag that the previous
+step ended an inner episode.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import spaces
+
+from metajax.envs.core import EnvParams, MetaEnv, encode_action, flat_action_dim
+
+
+@struct.dataclass
+class TrialState:
+    inner: object  # the inner env's state
+    time: jax.Array  # steps taken in this trial
+    episode: jax.Array  # inner episodes finished in this trial
+
+
+class TrialWrapper(MetaEnv):
+    """K episodes of the same task as one episode, with RL² inputs appended to observations."""
+
+    def __init__(self, env: MetaEnv, episodes_per_trial: int):
+        if episodes_per_trial < 1:
+            raise ValueError(f"episodes_per_trial must be at least 1, got {episodes_per_trial}")
+        self.env = env
+        self.episodes_per_trial = episodes_per_trial
+        self.horizon = episodes_per_trial * env.horizon
+        self._action_space = env.action_space()
+        self._obs_space = env.observation_space()
+
+    @property
+    def name(self) -> str:
+        return f"Trial[{self.env.name}, K={self.episodes_per_trial}]"
+
+    def _augment(self, obs, encoded_action, reward, episode_done) -> jax.Array:
+        return jnp.concatenate(
+            [
+                jnp.reshape(obs, (-1,)).astype(jnp.float32),
+                encoded_action,
+                jnp.reshape(reward, (1,)).astype(jnp.float32),
+                jnp.reshape(episode_done, (1,)).astype(jnp.float32),
+            ]
+        )
+
+    def reset_env(self, key: jax.Array, params: EnvParams):
+        obs, inner = self.env.reset_env(key, params)
+        no_action = jnp.zeros((flat_action_dim(self._action_space),), jnp.float32)
+        augmented = self._augment(obs, no_action, 0.0, False)
+        return augmented, TrialState(inner=inner, time=jnp.int32(0), episode=jnp.int32(0))
+
+    def step_env(self, key: jax.Array, state: TrialState, action, params: EnvParams):
+        key_step, key_reset = jax.random.split(key)
+        obs, inner, reward, terminated, info = self.env.step_env(
+            key_step, state.inner, action, params
+        )
+        episode_done = jnp.logical_or(terminated, self.env.is_truncated(inner, params))
+        obs_reset, inner_reset = self.env.reset_env(key_reset, params)
+        next_inner = jax.tree.map(lambda r, s: jnp.where(episode_done, r, s), inner_reset, inner)
+        next_obs = jnp.where(episode_done, obs_reset, obs)
+        episode = state.episode + episode_done.astype(jnp.int32)
+        trial_done = episode >= self.episodes_per_trial
+        info = {
+            **info,
+            "episode_done": episode_done,
+            "episode_terminated": terminated,
+            "episode_final_obs": jnp.reshape(obs, (-1,)).astype(jnp.float32),
+            "episode_index": state.episode,
+        }
+        encoded = encode_action(self._action_space, action)
+        augmented = self._augment(next_obs, encoded, reward, episode_done)
+        new_state = TrialState(inner=next_inner, time=state.time + 1, episode=episode)
+        return augmented, new_state, reward, trial_done, info
+
+    def observation_space(self, params=None) -> spaces.Box:
+        inner = self._obs_space
+        extra = flat_action_dim(self._action_space) + 2
+
+        def bound(value, fill):
+            inner_bound = jnp.broadcast_to(jnp.asarray(value, jnp.float32), inner.shape)
+            return jnp.concatenate([inner_bound.reshape(-1), jnp.full((extra,), fill)])
+
+        low, high = bound(inner.low, -jnp.inf), bound(inner.high, jnp.inf)
+        return spaces.Box(low, high, low.shape, jnp.float32)
+
+    def action_space(self, params=None) -> spaces.Space:
+        return self._action_space
+
+    def oracle_episode_return(self, params: EnvParams) -> jax.Array | None:
+        """The oracle's return over a whole trial: K times its per-episode return."""
+        per_episode = self.env.oracle_episode_return(params)
+        return None if per_episode is None else self.episodes_per_trial * per_episode
