@@ -1,0 +1,34 @@
+"""Learner registry: name -> (config dataclass, ``make_learner(config, env, tasks) -> Learner``).
+
+Every learner module defines a frozen ``Config`` dataclass (with at least ``num_tasks``, the
+global task batch of one update, which is sharded over devices) and a ``make_learner``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from metajax.errors import ConfigError
+from metajax.learners.base import Learner
+
+# name -> module path; each module has `Config` and `make_learner`
+_LEARNER_MODULES: dict[str, str] = {
+    "rl2": "metajax.learners.rl2",
+}
+
+
+def names() -> list[str]:
+    """The learner names the CLI accepts."""
+    return sorted(_LEARNER_MODULES)
+
+
+def get(name: str) -> tuple[type, Callable[..., Learner]]:
+    """``(Config, make_learner)`` of the learner called ``name``."""
+    if name not in _LEARNER_MODULES:
+        raise ConfigError(f"unknown learner '{name}'; known learners: {', '.join(names())}")
+    module = importlib.import_module(_LEARNER_MODULES[name])
+    return module.Config, module.make_learner
+
+
+__all__ = ["Learner", "get", "names"]

@@ -1,0 +1,135 @@
+"""Data parallelism over the task axis: a 1-D device mesh, ``shard_map`` steps, multi-host start.
+
+Inside a learner, ``local_slice`` keeps this shard's part of a globally drawn batch and
+``pmean`` averages gradients and metrics across shards; both are identities when
+``axis_name`` is None, so one code path serves one device and many.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+
+from metajax.errors import ConfigError
+
+TASK_AXIS = "tasks"
+
+
+def shard_count(axis_name: str | None) -> int:
+    """Number of shards of the task axis (1 outside ``shard_map``)."""
+    return 1 if axis_name is None else jax.lax.axis_size(axis_name)
+
+
+def local_size(global_size: int, axis_name: str | None) -> int:
+    """This shard's share of ``global_size`` tasks; the total must divide evenly."""
+    shards = shard_count(axis_name)
+    if global_size % shards:
+        raise ConfigError(
+            f"the task count {global_size} is not divisible by the device count {shards}"
+        )
+    return global_size // shards
+
+
+def local_slice(tree, axis_name: str | None):
+    """The slice of every leaf's leading (global task) axis that belongs to this shard."""
+    if axis_name is None:
+        return tree
+    shards = shard_count(axis_name)
+    index = jax.lax.axis_index(axis_name)
+
+    def take(x):
+        size = local_size(x.shape[0], axis_name)
+        return jax.lax.dynamic_slice_in_dim(x, index * size, size, axis=0)
+
+    return jax.tree.map(take, tree) if shards > 1 else tree
+
+
+def pmean(tree, axis_name: str | None):
+    """Mean over shards (identity with one shard)."""
+    if axis_name is None:
+        return tree
+    return jax.lax.pmean(tree, axis_name)
+
+
+def psum(tree, axis_name: str | None):
+    """Sum over shards (identity with one shard)."""
+    if axis_name is None:
+        return tree
+    return jax.lax.psum(tree, axis_name)
+
+
+def make_task_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
+    """A 1-D mesh named ``tasks`` over the first ``num_devices`` devices (default: all, all hosts)."""
+    available = jax.device_count()
+    num_devices = available if num_devices is None else num_devices
+    if not 1 <= num_devices <= available:
+        raise ConfigError(f"asked for {num_devices} devices; {available} are available")
+    return jax.make_mesh((num_devices,), (TASK_AXIS,), devices=jax.devices()[:num_devices])
+
+
+def check_divisible(num_tasks: int, mesh: jax.sharding.Mesh) -> None:
+    """Raises a ConfigError when ``num_tasks`` does not split evenly over the mesh."""
+    devices = mesh.devices.size
+    if num_tasks % devices:
+        raise ConfigError(
+            f"the task count {num_tasks} is not divisible by the device count {devices}; "
+            f"use a multiple of {devices}"
+        )
+
+
+def shard_step(
+    make_train_step: Callable[[str | None], Callable],
+    mesh: jax.sharding.Mesh,
+    state_partition=None,
+) -> Callable:
+    """``train_step(state, key)`` run under ``jax.shard_map`` with the task axis sharded.
+
+    The key and (by default) the state are replicated; a learner that shards part of its state
+    (PEARL's per-task replay) gives ``state_partition(state, axis) -> pytree of jax.P``.
+    With a one-device mesh the plain step is returned.
+    """
+    if mesh.devices.size == 1:
+        return make_train_step(None)
+    step = make_train_step(TASK_AXIS)
+
+    def sharded(state, key):
+        state_spec = (
+            jax.P() if state_partition is None else state_partition(state, TASK_AXIS)
+        )
+        return jax.shard_map(
+            step,
+            mesh=mesh,
+            in_specs=(state_spec, jax.P()),
+            out_specs=(state_spec, jax.P()),
+            check_vma=False,
+        )(state, key)
+
+    return sharded
+
+
+def initialize_multihost(coordinator: str, num_processes: int, process_id: int) -> None:
+    """Joins a multi-process JAX run (``jax.distributed.initialize``); CPU uses gloo collectives."""
+    if not 0 <= process_id < num_processes:
+        raise ConfigError(
+            f"process id {process_id} is outside 0..{num_processes - 1} for {num_processes} processes"
+        )
+    if jax.config.read("jax_platforms") in (None, "", "cpu"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+    )
+
+
+__all__ = [
+    "TASK_AXIS",
+    "check_divisible",
+    "initialize_multihost",
+    "local_size",
+    "local_slice",
+    "make_task_mesh",
+    "pmean",
+    "psum",
+    "shard_count",
+    "shard_step",
+]

@@ -1,0 +1,57 @@
+"""The learner interface every metajax learner implements (RL², MAML family, PEARL, SAC).
+
+A learner is a bundle of pure functions over a named state pytree, optax style. The trainer
+(``metajax.train``) jits and scans ``train_step``, shards it over devices, checkpoints the state
+and calls ``evaluate`` at the end; notebooks call the same functions directly.
+
+Data parallelism: ``train_step`` is written for one shard of the task axis. When the trainer
+runs it under ``jax.shard_map`` it passes ``axis_name``; the learner then
+- draws the *global* batch of tasks and keys from the (replicated) key and keeps its own slice
+  (``metajax.distributed.local_slice``), so 1 and 8 devices see the same data, and
+- averages gradients and metrics with ``metajax.distributed.pmean`` (identity when
+  ``axis_name`` is None).
+State leaves are replicated unless ``state_partition`` says otherwise (PEARL's per-task replay
+buffers are sharded over the task axis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+
+State = Any  # a NamedTuple / flax.struct pytree owned by the learner
+Metrics = dict[str, jax.Array]
+
+
+class TrainStep(Protocol):
+    def __call__(self, state: State, key: jax.Array) -> tuple[State, Metrics]: ...
+
+
+class Learner(NamedTuple):
+    """Pure functions of one configured learner.
+
+    Attributes:
+        name: the learner's registry name ("rl2", "maml", "promp", "emaml", "pearl", "sac").
+        init: ``init(key) -> State``.
+        train_step: ``train_step(state, key) -> (state, metrics)``; metrics are scalars.
+        evaluate: ``evaluate(state, key, tasks) -> returns [num_tasks, K + 1 or K]``: the
+            return on each given task after each adaptation unit (see ``adaptation_unit``).
+        adaptation_unit: "episode" (RL², PEARL: return of episode k) or "gradient step" (MAML:
+            return after k inner steps, k = 0 first).
+        env_steps_per_update: global env steps one ``train_step`` consumes (for throughput).
+        state_partition: ``state_partition(state, axis_name) -> pytree of jax.P`` for sharding,
+            or None when every leaf is replicated.
+        make_train_step: ``make_train_step(axis_name) -> TrainStep``: the same step written
+            for one shard of the task axis named ``axis_name`` (for ``jax.shard_map``).
+    """
+
+    name: str
+    init: Callable[[jax.Array], State]
+    train_step: TrainStep
+    evaluate: Callable[[State, jax.Array, Any], jax.Array]
+    adaptation_unit: str
+    env_steps_per_update: int
+    make_train_step: Callable[[str | None], TrainStep]
+    state_partition: Callable[[State, str], Any] | None = None

@@ -1,0 +1,180 @@
+"""Flax networks shared by the learners: MLPs, memory cores, policy heads, distributions.
+
+Memory cores share one small interface so RL² can swap them (GRU, LSTM now; attention later):
+``initial_carry(name, size, batch) -> carry`` and ``core(carry, x) -> (carry, y)``, one step.
+A new core registers its module in ``MEMORY_CORES`` and its zero carry in ``_INITIAL_CARRY``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from metajax.errors import ConfigError
+
+ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu, "silu": nn.silu}
+
+
+def activation(name: str):
+    """The activation function called ``name``."""
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation '{name}'; allowed: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class MLP(nn.Module):
+    """Dense layers with an activation between them; ``output_size`` adds a final linear layer."""
+
+    hidden_sizes: Sequence[int]
+    output_size: int | None = None
+    activation: str = "tanh"
+    output_scale: float = 1.0  # orthogonal init scale of the output layer
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = activation(self.activation)
+        for size in self.hidden_sizes:
+            x = act(nn.Dense(size, kernel_init=nn.initializers.orthogonal(math.sqrt(2)))(x))
+        if self.output_size is not None:
+            init = nn.initializers.orthogonal(self.output_scale)
+            x = nn.Dense(self.output_size, kernel_init=init)(x)
+        return x
+
+
+class GRUCore(nn.Module):
+    """A GRU memory core; its carry is the hidden state [B, size]."""
+
+    size: int
+
+    @nn.compact
+    def __call__(self, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        carry, y = nn.GRUCell(self.size)(carry, x)
+        return carry, y
+
+
+class LSTMCore(nn.Module):
+    """An LSTM memory core; its carry is (cell, hidden)."""
+
+    size: int
+
+    @nn.compact
+    def __call__(self, carry, x: jax.Array):
+        carry, y = nn.OptimizedLSTMCell(self.size)(carry, x)
+        return carry, y
+
+
+MEMORY_CORES = {"gru": GRUCore, "lstm": LSTMCore}
+# A core's fresh carry for a batch: (size, batch) -> carry
+_INITIAL_CARRY = {
+    "gru": lambda size, batch: jnp.zeros((batch, size), jnp.float32),
+    "lstm": lambda size, batch: (jnp.zeros((batch, size)), jnp.zeros((batch, size))),
+}
+
+
+def initial_carry(name: str, size: int, batch: int) -> Any:
+    """The zero memory of core ``name`` for ``batch`` sequences."""
+    return _INITIAL_CARRY[name](size, batch)
+
+
+def make_core(name: str, size: int) -> nn.Module:
+    """The memory core called ``name`` with ``size`` units."""
+    if name not in MEMORY_CORES:
+        raise ConfigError(f"unknown memory core '{name}'; allowed: {', '.join(MEMORY_CORES)}")
+    if size < 1:
+        raise ConfigError(f"memory core size must be positive, got {size}")
+    return MEMORY_CORES[name](size)
+
+
+def reset_carry(carry: Any, fresh: Any, first: jax.Array) -> Any:
+    """Replaces the carry by ``fresh`` where ``first`` [B] marks the start of a new trial."""
+
+    def pick(old, new):
+        mask = jnp.reshape(first, (-1,) + (1,) * (old.ndim - 1))
+        return jnp.where(mask, new, old)
+
+    return jax.tree.map(pick, carry, fresh)
+
+
+# ----------------------------------------------------------------------------- distributions
+
+
+class PolicyHead(nn.Module):
+    """Distribution parameters from features: logits (discrete) or Gaussian mean and log-std."""
+
+    action_dim: int
+    discrete: bool
+    init_log_std: float = 0.0
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
+        out = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01))(features)
+        if self.discrete:
+            return out
+        log_std = self.param(
+            "log_std", nn.initializers.constant(self.init_log_std), (self.action_dim,)
+        )
+        return out, jnp.broadcast_to(log_std, out.shape)
+
+
+def sample_action(key: jax.Array, dist, discrete: bool) -> jax.Array:
+    """Samples from categorical logits or a diagonal Gaussian (mean, log_std)."""
+    if discrete:
+        return jax.random.categorical(key, dist).astype(jnp.int32)
+    mean, log_std = dist
+    return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+
+
+def log_prob(dist, action: jax.Array, discrete: bool) -> jax.Array:
+    """Log-probability of ``action`` under categorical logits or a diagonal Gaussian."""
+    if discrete:
+        logp = jax.nn.log_softmax(dist)
+        return jnp.take_along_axis(logp, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    mean, log_std = dist
+    z = (action - mean) / jnp.exp(log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+
+
+def entropy(dist, discrete: bool) -> jax.Array:
+    """Entropy of categorical logits or a diagonal Gaussian."""
+    if discrete:
+        logp = jax.nn.log_softmax(dist)
+        return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+    _, log_std = dist
+    return jnp.sum(log_std + 0.5 * jnp.log(2 * jnp.pi * jnp.e), axis=-1)
+
+
+def kl_divergence(p, q, discrete: bool) -> jax.Array:
+    """KL(p || q) between two categorical or two diagonal Gaussian distributions."""
+    if discrete:
+        logp, logq = jax.nn.log_softmax(p), jax.nn.log_softmax(q)
+        return jnp.sum(jnp.exp(logp) * (logp - logq), axis=-1)
+    (mp, lsp), (mq, lsq) = p, q
+    var_p, var_q = jnp.exp(2 * lsp), jnp.exp(2 * lsq)
+    return jnp.sum(lsq - lsp + (var_p + (mp - mq) ** 2) / (2 * var_q) - 0.5, axis=-1)
+
+
+class RecurrentActorCritic(nn.Module):
+    """RL²'s network: embedding MLP -> memory core -> policy head and value head."""
+
+    action_dim: int
+    discrete: bool
+    core: str = "gru"
+    core_size: int = 256
+    hidden_sizes: Sequence[int] = (128,)
+    activation: str = "tanh"
+
+    def setup(self):
+        self.embed = MLP(self.hidden_sizes, activation=self.activation)
+        self.memory = make_core(self.core, self.core_size)
+        self.policy_head = PolicyHead(self.action_dim, self.discrete)
+        self.value_head = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))
+
+    def __call__(self, carry, obs: jax.Array):
+        """One step: ``(carry, obs [B, D]) -> (carry, (dist, value [B]))``."""
+        carry, features = self.memory(carry, self.embed(obs))
+        return carry, (self.policy_head(features), self.value_head(features)[..., 0])
