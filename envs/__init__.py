@@ -71,8 +71,16 @@ def make(name: str, **kwargs) -> tuple[MetaEnv, TaskDistribution]:
         raise ConfigError(f"env '{name}': {error}") from None
 
 
-register("bernoulli-bandit", make_bernoulli_bandit, "k-armed Bernoulli bandit, p ~ U[0,1] (Duan et al.)")
-register("tabular-mdp", make_tabular_mdp, "random tabular MDP, Dirichlet P, N(1,1) reward means (Duan et al.)")
+register(
+    "bernoulli-bandit",
+    make_bernoulli_bandit,
+    "k-armed Bernoulli bandit, p ~ U[0,1] (Duan et al.)",
+)
+register(
+    "tabular-mdp",
+    make_tabular_mdp,
+    "random tabular MDP, Dirichlet P, N(1,1) reward means (Duan et al.)",
+)
 
 __all__ = [
     "BernoulliBandit",

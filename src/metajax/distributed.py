@@ -60,7 +60,7 @@ def psum(tree, axis_name: str | None):
 
 
 def make_task_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
-    """A 1-D mesh named ``tasks`` over the first ``num_devices`` devices (default: all, all hosts)."""
+    """A 1-D mesh named ``tasks`` over the first ``num_devices`` devices (default: all)."""
     available = jax.device_count()
     num_devices = available if num_devices is None else num_devices
     if not 1 <= num_devices <= available:
@@ -94,9 +94,7 @@ def shard_step(
     step = make_train_step(TASK_AXIS)
 
     def sharded(state, key):
-        state_spec = (
-            jax.P() if state_partition is None else state_partition(state, TASK_AXIS)
-        )
+        state_spec = jax.P() if state_partition is None else state_partition(state, TASK_AXIS)
         return jax.shard_map(
             step,
             mesh=mesh,
@@ -112,7 +110,8 @@ def initialize_multihost(coordinator: str, num_processes: int, process_id: int) 
     """Joins a multi-process JAX run (``jax.distributed.initialize``); CPU uses gloo collectives."""
     if not 0 <= process_id < num_processes:
         raise ConfigError(
-            f"process id {process_id} is outside 0..{num_processes - 1} for {num_processes} processes"
+            f"process id {process_id} is outside 0..{num_processes - 1} "
+            f"for {num_processes} processes"
         )
     if jax.config.read("jax_platforms") in (None, "", "cpu"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")

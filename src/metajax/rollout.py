@@ -5,8 +5,12 @@ B is flat (tasks x envs per task): ``env_params`` carries one task per env slot,
 always stepped with its own task, and auto-reset (gymnax's ``step``) keeps that task. For a
 per-task policy (MAML's adapted parameters) ``vmap`` ``rollout`` over tasks instead.
 
-A policy is ``policy(carry, obs [B, ...], first [B], key) -> (carry, action [B, ...], extras)``;
+A policy is ``policy(carry, obs [B, ...], first [B], keys [B]) -> (carry, action, extras)``;
 ``first`` marks observations that start a new episode, where recurrent policies reset memory.
+
+Randomness is per env slot: ``rollout`` takes one key per env and derives step t's keys with
+``fold_in(key, t)``, so an env's trajectory does not depend on how the batch is split across
+devices (draw the global keys, then keep a shard's slice with ``distributed.local_slice``).
 """
 
 from __future__ import annotations
@@ -23,11 +27,10 @@ from metajax.types import RolloutState, Transition
 Policy = Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[Any, jax.Array, dict]]
 
 
-def reset(env: MetaEnv, env_params: EnvParams, key: jax.Array, policy_carry=None) -> RolloutState:
-    """Resets a batch of envs, one per leading entry of ``env_params``."""
-    batch = jax.tree.leaves(env_params)[0].shape[0]
-    obs, env_state = jax.vmap(env.reset)(jax.random.split(key, batch), env_params)
-    return RolloutState(env_state, obs, jnp.ones((batch,), jnp.bool_), policy_carry)
+def reset(env: MetaEnv, env_params: EnvParams, keys: jax.Array, policy_carry=None) -> RolloutState:
+    """Resets a batch of envs, one per leading entry of ``env_params``, with one key [B] each."""
+    obs, env_state = jax.vmap(env.reset)(keys, env_params)
+    return RolloutState(env_state, obs, jnp.ones((keys.shape[0],), jnp.bool_), policy_carry)
 
 
 def rollout(
@@ -35,17 +38,20 @@ def rollout(
     policy: Policy,
     state: RolloutState,
     env_params: EnvParams,
-    key: jax.Array,
+    keys: jax.Array,
     num_steps: int,
 ) -> tuple[RolloutState, Transition]:
-    """Steps the batch ``num_steps`` times; returns the final state and ``[T, B]`` transitions."""
-    batch = state.obs.shape[0]
+    """Steps the batch ``num_steps`` times with per-env ``keys`` [B]; returns [T, B] transitions.
 
-    def one_step(state: RolloutState, key: jax.Array):
-        key_policy, key_env = jax.random.split(key)
-        carry, action, extras = policy(state.policy_carry, state.obs, state.first, key_policy)
+    Call it again with fresh keys to continue from the returned state.
+    """
+
+    def one_step(state: RolloutState, t: jax.Array):
+        step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, t)
+        split = jax.vmap(jax.random.split)(step_keys)  # [B, 2]
+        carry, action, extras = policy(state.policy_carry, state.obs, state.first, split[:, 0])
         next_obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step)(
-            jax.random.split(key_env, batch), state.env_state, action, env_params
+            split[:, 1], state.env_state, action, env_params
         )
         final_obs = info.pop("final_observation")
         transition = Transition(
@@ -61,7 +67,7 @@ def rollout(
         done = terminated | truncated
         return RolloutState(env_state, next_obs, done, carry), transition
 
-    return jax.lax.scan(one_step, state, jax.random.split(key, num_steps))
+    return jax.lax.scan(one_step, state, jnp.arange(num_steps))
 
 
 def episode_returns(transitions: Transition, num_episodes: int) -> jax.Array:

@@ -22,7 +22,7 @@ def _random_actions(space: spaces.Space, key: jax.Array, n: int) -> jax.Array:
 def check_env_conformance(
     env: MetaEnv, tasks: TaskDistribution, num_tasks: int = 4, num_steps: int | None = None
 ) -> None:
-    """Runs ``num_steps`` (default: two horizons + 1) batched random steps and checks the contract."""
+    """Runs ``num_steps`` (default: 2 horizons + 1) batched random steps; checks the contract."""
     num_steps = 2 * env.horizon + 1 if num_steps is None else num_steps
     key = jax.random.key(0)
     params = tasks.sample(key, num_tasks)

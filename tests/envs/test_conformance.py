@@ -13,10 +13,7 @@ SLOW_FAMILIES: set[str] = set()
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(n, marks=pytest.mark.slow) if n in SLOW_FAMILIES else n
-        for n in envs.names()
-    ],
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_FAMILIES else n for n in envs.names()],
 )
 def test_env_conformance(name):
     env, tasks = envs.make(name, **SMALL_OPTIONS.get(name, {}))
