@@ -1,0 +1,243 @@
+"""The command line: ``metajax train LEARNER``, ``metajax evaluate RUN_DIR``, ``metajax list``.
+
+Bad input (unknown env or learner, impossible sizes, a task count that the devices cannot
+split, a missing or corrupt checkpoint) prints one line and exits with code 2; a NaN during
+training stops it with exit code 3 and keeps the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from metajax.errors import ConfigError
+
+USAGE = """usage: metajax COMMAND ...
+
+commands:
+  train LEARNER --env ENV [options]   train a learner (metajax train LEARNER --help)
+  evaluate RUN_DIR [options]          few-shot evaluation of a run's latest checkpoint
+  list                                the learners and envs metajax knows
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunArgs:
+    """Options of ``metajax train`` besides the learner's and the trainer's own."""
+
+    env: str = "bernoulli-bandit"  # a name from `metajax list`
+    env_options: tuple[str, ...] = ()  # KEY=VALUE options of the env, e.g. arms=10
+    eval_tasks: int = 1000  # held-out tasks evaluated at the end (0 skips evaluation)
+    coordinator: str | None = None  # multi-host: address:port of process 0
+    num_processes: int = 1  # multi-host: number of processes
+    process_id: int = 0  # multi-host: this process's index
+
+
+def parse_env_options(pairs: tuple[str, ...] | list[str]) -> dict:
+    """``("arms=10", "horizon=20")`` -> ``{"arms": 10, "horizon": 20}``."""
+    options = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"env option '{pair}' is not KEY=VALUE")
+        name, value = pair.split("=", 1)
+        try:
+            options[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[name] = value
+    return options
+
+
+def _flat_dataclass(learner_config: type) -> type:
+    """One dataclass with the run's, the trainer's and the learner's fields, for tyro."""
+    from metajax.train import TrainConfig
+
+    fields = []
+    seen: dict[str, str] = {}
+    for owner in (RunArgs, TrainConfig, learner_config):
+        for field in dataclasses.fields(owner):
+            if field.name in seen:
+                raise RuntimeError(
+                    f"option '{field.name}' of {owner.__name__} clashes with {seen[field.name]}"
+                )
+            seen[field.name] = owner.__name__
+            default = (
+                field.default
+                if field.default is not dataclasses.MISSING
+                else field.default_factory()  # type: ignore[misc]
+            )
+            fields.append((field.name, field.type, dataclasses.field(default=default)))
+    return dataclasses.make_dataclass("TrainArgs", fields, frozen=True)
+
+
+def _split(args, owner: type) -> dict:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(owner)}
+
+
+def build(learner_name: str, run: RunArgs, learner_options: dict):
+    """``(learner, env, tasks, learner_config)`` for a learner name, env and options."""
+    import metajax.envs as envs
+    from metajax import learners
+
+    config_cls, make_learner = learners.get(learner_name)
+    env, tasks = envs.make(run.env, **parse_env_options(run.env_options))
+    learner_config = config_cls(**learner_options)
+    return make_learner(learner_config, env, tasks), env, tasks, learner_config
+
+
+def train_command(argv: list[str]) -> int:
+    """``metajax train LEARNER [options]``."""
+    from metajax import learners
+
+    if not argv or argv[0].startswith("-"):
+        raise ConfigError(f"train needs a learner name first; known: {', '.join(learners.names())}")
+    learner_name, rest = argv[0], argv[1:]
+    config_cls, _ = learners.get(learner_name)
+    import tyro
+
+    from metajax.train import TrainConfig
+
+    flat = tyro.cli(
+        _flat_dataclass(config_cls),
+        args=rest,
+        prog=f"metajax train {learner_name}",
+        config=(tyro.conf.FlagConversionOff,),
+    )
+    run = RunArgs(**_split(flat, RunArgs))
+    train_config = TrainConfig(**_split(flat, TrainConfig))
+    learner_options = _split(flat, config_cls)
+    if run.coordinator is not None:
+        from metajax import distributed
+
+        distributed.initialize_multihost(run.coordinator, run.num_processes, run.process_id)
+    learner, env, tasks, learner_config = build(learner_name, run, learner_options)
+    metadata = {
+        "learner": learner_name,
+        "run": dataclasses.asdict(run),
+        "train": dataclasses.asdict(train_config),
+        "learner_config": dataclasses.asdict(learner_config),
+    }
+    from metajax.train import train
+
+    state, history = train(learner, train_config, learner_config.num_tasks, metadata)
+    if run.eval_tasks > 0:
+        _evaluate_and_report(learner, state, env, tasks, run, Path(train_config.run_dir), seed=0)
+    return 0
+
+
+def _evaluate_and_report(learner, state, env, tasks, run: RunArgs, run_dir: Path, seed: int):
+    import jax
+
+    from metajax.evaluate import evaluate_learner, plot_report
+    from metajax.train import EVAL_STREAM, to_host
+
+    state = to_host(state)
+    key = jax.random.fold_in(jax.random.key(seed), EVAL_STREAM)
+    reports = {
+        "in_distribution": evaluate_learner(
+            learner, state, env, tasks.test_tasks(run.eval_tasks), key, run.env
+        )
+    }
+    ood = tasks.ood_test_tasks(run.eval_tasks)
+    if ood is not None:
+        reports["out_of_distribution"] = evaluate_learner(learner, state, env, ood, key, run.env)
+    if jax.process_index() != 0:
+        return reports
+    markdown = []
+    for split, report in reports.items():
+        markdown.append(f"### {split.replace('_', ' ')}\n\n{report.to_markdown()}\n")
+    text = "\n".join(markdown)
+    print(text)
+    (run_dir / "eval.md").write_text(text)
+    (run_dir / "eval.json").write_text(
+        json.dumps({k: dataclasses.asdict(v) for k, v in reports.items()}, indent=2)
+    )
+    plot_report(reports, run_dir / "eval.png")
+    print(f"evaluation written to {run_dir}/eval.md, eval.json, eval.png")
+    return reports
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateArgs:
+    """Options of ``metajax evaluate RUN_DIR``."""
+
+    eval_tasks: int = 1000  # held-out tasks to evaluate
+    seed: int = 0
+
+
+def evaluate_command(argv: list[str]) -> int:
+    """``metajax evaluate RUN_DIR``: restores the latest checkpoint and evaluates it."""
+    if not argv or argv[0].startswith("-"):
+        raise ConfigError("evaluate needs a run directory (one written by `metajax train`)")
+    run_dir, rest = Path(argv[0]), argv[1:]
+    metadata_path = run_dir / "run.json"
+    if not metadata_path.exists():
+        raise ConfigError(f"{run_dir} is not a metajax run directory (no run.json)")
+    import tyro
+
+    args = tyro.cli(EvaluateArgs, args=rest, prog="metajax evaluate RUN_DIR")
+    try:
+        metadata = json.loads(metadata_path.read_text())
+        run = RunArgs(**{**metadata["run"], "eval_tasks": args.eval_tasks})
+        learner_name = metadata["learner"]
+        learner_options = metadata["learner_config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ConfigError(f"{metadata_path} is damaged: {error}") from None
+    config_cls, _ = __import__("metajax.learners", fromlist=["get"]).get(learner_name)
+    for field in dataclasses.fields(config_cls):  # JSON turns tuples into lists
+        if isinstance(learner_options.get(field.name), list):
+            learner_options[field.name] = tuple(learner_options[field.name])
+    run = dataclasses.replace(run, env_options=tuple(run.env_options))
+    learner, env, tasks, _ = build(learner_name, run, learner_options)
+    import jax
+
+    from metajax.train import INIT_STREAM, CheckpointStore
+
+    store = CheckpointStore(run_dir, keep=1_000_000)
+    latest = store.latest_step()
+    if latest is None:
+        raise ConfigError(f"{run_dir} holds no checkpoint to evaluate")
+    like = jax.jit(learner.init)(jax.random.fold_in(jax.random.key(0), INIT_STREAM))
+    state = store.restore(latest, like)
+    store.close()
+    print(f"evaluating {learner_name} on {run.env} at update {latest}")
+    _evaluate_and_report(learner, state, env, tasks, run, run_dir, seed=args.seed)
+    return 0
+
+
+def list_command(argv: list[str]) -> int:
+    """``metajax list``: learners and envs."""
+    import metajax.envs as envs
+    from metajax import learners
+
+    print("learners: " + ", ".join(learners.names()))
+    print("envs:")
+    for name in envs.names():
+        print(f"  {name:24s} {envs.describe(name)}")
+    return 0
+
+
+COMMANDS = {"train": train_command, "evaluate": evaluate_command, "list": list_command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``metajax`` and ``python -m metajax``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    from metajax.train import TrainingDiverged
+
+    try:
+        if command not in COMMANDS:
+            raise ConfigError(f"unknown command '{command}'; commands: {', '.join(COMMANDS)}")
+        return COMMANDS[command](rest)
+    except ConfigError as error:
+        print(f"metajax: error: {error}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as error:
+        print(f"metajax: training stopped: {error}", file=sys.stderr)
+        return 3

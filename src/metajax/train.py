@@ -1,0 +1,307 @@
+"""The learner-agnostic trainer: jitted chunks of updates, logs, checkpoints, exact resume.
+
+One chunk is a jitted ``lax.scan`` of ``updates_per_chunk`` calls of the learner's
+``train_step`` (sharded over the task axis when there are several devices). Between chunks the
+host writes metrics (JSONL and TensorBoard) in the run directory, advances the progress bar,
+checks for NaN and every ``checkpoint_every`` chunks saves an orbax checkpoint of the state and
+the step. The key of update t is ``fold_in(train_key, t)``, so a resumed run draws exactly the
+keys an uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from metajax import distributed
+from metajax.errors import ConfigError
+from metajax.learners.base import Learner, State
+
+INIT_STREAM, TRAIN_STREAM, EVAL_STREAM = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long to train and how to log, checkpoint and resume."""
+
+    run_dir: str = "runs/default"
+    num_updates: int = 200
+    updates_per_chunk: int = 10  # updates per jitted call; logs and checks between chunks
+    checkpoint_every: int = 5  # chunks between checkpoints (the last chunk always saves)
+    keep_checkpoints: int = 3
+    seed: int = 0
+    resume: bool = False  # continue from the latest checkpoint in run_dir
+    num_devices: int | None = None  # devices of the task mesh; None = all
+    tensorboard: bool = True
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raises ConfigError for impossible values."""
+        for name in ("num_updates", "updates_per_chunk", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or metric became NaN; the last good checkpoint is kept."""
+
+
+def _is_primary() -> bool:
+    return jax.process_index() == 0
+
+
+def to_host(tree) -> Any:
+    """NumPy copies of (replicated or fully addressable) arrays, on every process."""
+
+    def fetch(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(x)
+
+    return jax.tree.map(fetch, tree)
+
+
+def place(tree, mesh: jax.sharding.Mesh, specs=None):
+    """Puts host values on the mesh (replicated, or sharded as ``specs``); multi-host safe."""
+    specs = jax.tree.map(lambda _: jax.P(), tree) if specs is None else specs
+
+    def put(x, spec):
+        x = np.asarray(x)
+        sharding = jax.sharding.NamedSharding(mesh, spec)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree, specs)
+
+
+class CheckpointStore:
+    """Orbax checkpoints of ``{state, step}`` under ``run_dir/checkpoints``."""
+
+    def __init__(self, run_dir: Path, keep: int):
+        self.directory = (run_dir / "checkpoints").absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: State) -> None:
+        self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        self.manager.wait_until_finished()
+
+    def restore(self, step: int, like: State) -> State:
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        try:
+            return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except Exception as error:  # orbax raises many types for damaged files
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ConfigError(
+                f"checkpoint {self.directory}/{step} cannot be restored "
+                f"({type(error).__name__}: {first_line[:200]})"
+            ) from None
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+class MetricsLog:
+    """JSONL metrics (one line per update) and optional TensorBoard scalars."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool):
+        self.path = run_dir / "metrics.jsonl"
+        self.writer = None
+        if tensorboard and _is_primary():
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def truncate_after(self, step: int) -> None:
+        """Drops lines past ``step`` (written after the checkpoint a resume starts from)."""
+        if not self.path.exists() or not _is_primary():
+            return
+        kept = [
+            line
+            for line in self.path.read_text().splitlines()
+            if line.strip() and json.loads(line)["update"] <= step
+        ]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, first_update: int, metrics: dict[str, np.ndarray], extra: dict) -> None:
+        if not _is_primary():
+            return
+        count = len(next(iter(metrics.values())))
+        with self.path.open("a") as f:
+            for i in range(count):
+                row = {"update": first_update + i + 1}
+                row.update({k: float(v[i]) for k, v in metrics.items()})
+                if i == count - 1:
+                    row.update(extra)
+                f.write(json.dumps(row) + "\n")
+                if self.writer is not None:
+                    for k, v in row.items():
+                        if k != "update":
+                            self.writer.add_scalar(k, v, row["update"])
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _progress(enabled: bool, total: int, start: int):
+    if not enabled or not _is_primary():
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeRemainingColumn(),
+    )
+    bar.start()
+    bar.add_task("train", total=total, completed=start, status="compiling...")
+    return bar
+
+
+def make_chunk(step_fn: Callable, train_key: jax.Array, length: int) -> Callable:
+    """``chunk(state, first_update) -> (state, metrics [length])``: ``length`` updates in a scan."""
+
+    def chunk(state, first_update):
+        def one(state, index):
+            key = jax.random.fold_in(train_key, first_update + index)
+            return step_fn(state, key)
+
+        return jax.lax.scan(one, state, jnp.arange(length))
+
+    return jax.jit(chunk, donate_argnums=0)
+
+
+def train(
+    learner: Learner,
+    config: TrainConfig,
+    num_tasks: int,
+    run_metadata: dict | None = None,
+    on_chunk: Callable[[int, dict], None] | None = None,
+) -> tuple[State, list[dict]]:
+    """Trains ``learner`` for ``config.num_updates`` updates; returns the state and the history.
+
+    Args:
+        num_tasks: the learner's global task batch, checked against the device count.
+        run_metadata: written to ``run_dir/run.json`` (CLI arguments, learner config) so a
+            run can be evaluated or resumed later.
+        on_chunk: called after each chunk with (updates done, last metrics); for notebooks.
+
+    Raises:
+        ConfigError: bad sizes, an occupied run dir without ``resume``, a missing or corrupt
+            checkpoint.
+        TrainingDiverged: NaN in the metrics; the last good checkpoint stays on disk.
+    """
+    config.validate()
+    mesh = distributed.make_task_mesh(config.num_devices)
+    distributed.check_divisible(num_tasks, mesh)
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = CheckpointStore(run_dir, config.keep_checkpoints)
+    latest = store.latest_step()
+    if config.resume and latest is None:
+        raise ConfigError(f"--resume given but {store.directory} holds no checkpoint")
+    if not config.resume and latest is not None:
+        raise ConfigError(
+            f"{run_dir} already holds checkpoints (latest update {latest}); "
+            f"pass --resume to continue or choose another --run-dir"
+        )
+    if run_metadata is not None and _is_primary() and not config.resume:
+        (run_dir / "run.json").write_text(json.dumps(run_metadata, indent=2, default=str))
+
+    base_key = jax.random.key(config.seed)
+    host_state = to_host(jax.jit(learner.init)(jax.random.fold_in(base_key, INIT_STREAM)))
+    start = 0
+    if config.resume:
+        host_state = to_host(store.restore(latest, host_state))
+        start = latest
+    specs = None
+    if learner.state_partition is not None and mesh.devices.size > 1:
+        specs = learner.state_partition(host_state, distributed.TASK_AXIS)
+    state = place(host_state, mesh, specs)
+
+    log = MetricsLog(run_dir, config.tensorboard)
+    log.truncate_after(start)
+    train_key = jax.random.fold_in(base_key, TRAIN_STREAM)
+    step_fn = distributed.shard_step(learner.make_train_step, mesh, learner.state_partition)
+    chunks: dict[int, Callable] = {}
+    bar = _progress(config.progress, config.num_updates, min(start, config.num_updates))
+    history: list[dict] = []
+    done = start
+    chunk_index = 0
+    last_saved = start
+    try:
+        while done < config.num_updates:
+            length = min(config.updates_per_chunk, config.num_updates - done)
+            if length not in chunks:
+                chunks[length] = make_chunk(step_fn, train_key, length)
+            tic = time.perf_counter()
+            new_state, metrics = chunks[length](state, jnp.int32(done))
+            metrics = to_host(metrics)
+            seconds = time.perf_counter() - tic
+            bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]
+            if bad:
+                raise TrainingDiverged(
+                    f"NaN or inf in {', '.join(sorted(bad))} during updates {done + 1}.."
+                    f"{done + length}; training stopped, the last good checkpoint "
+                    f"(update {last_saved}) is kept in {store.directory}"
+                )
+            state = new_state
+            env_steps = length * learner.env_steps_per_update
+            extra = {"env_steps_per_s": env_steps / seconds, "chunk_seconds": seconds}
+            log.write(done, metrics, extra)
+            done += length
+            chunk_index += 1
+            last = {k: float(v[-1]) for k, v in metrics.items()} | extra | {"update": done}
+            history.append(last)
+            if bar is not None:
+                status = f"{extra['env_steps_per_s']:.3g} env-steps/s"
+                for name in ("trial_return", "return", "post_return", "episode_return"):
+                    if name in last:
+                        status += f"  {name} {last[name]:.3f}"
+                bar.update(0, completed=done, status=status)
+            if on_chunk is not None:
+                on_chunk(done, last)
+            if chunk_index % config.checkpoint_every == 0 or done >= config.num_updates:
+                store.save(done, state)
+                last_saved = done
+    finally:
+        if bar is not None:
+            bar.stop()
+        log.close()
+        store.close()
+    return state, history
+
+
+def throughput(history: list[dict]) -> float:
+    """Median env-steps/s over the chunks after the first (which includes compilation)."""
+    rates = [h["env_steps_per_s"] for h in history[1:]] or [h["env_steps_per_s"] for h in history]
+    return float(np.median(rates)) if rates else math.nan
+
+
+def save_json(path: str | os.PathLike, payload: dict) -> None:
+    """Writes ``payload`` as indented JSON (dataclasses converted)."""
+    Path(path).write_text(json.dumps(payload, indent=2, default=lambda o: asdict(o)))
