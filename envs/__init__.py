@@ -13,6 +13,12 @@ from dataclasses import dataclass
 
 from metajax.envs.bandits import BernoulliBandit, make_bernoulli_bandit
 from metajax.envs.core import EnvState, MetaEnv, TaskDistribution, num_tasks
+from metajax.envs.navigation import (
+    PointNavigation,
+    make_nav2d,
+    make_point_robot_dense,
+    make_point_robot_sparse,
+)
 from metajax.envs.tabular_mdp import TabularMDP, make_tabular_mdp
 from metajax.envs.wrappers import TrialWrapper
 from metajax.errors import ConfigError
@@ -81,11 +87,27 @@ register(
     make_tabular_mdp,
     "random tabular MDP, Dirichlet P, N(1,1) reward means (Duan et al.)",
 )
+register(
+    "nav2d",
+    make_nav2d,
+    "2D point navigation, goal ~ U[-0.5,0.5]^2, reward -distance (Finn et al. MAML)",
+)
+register(
+    "point-robot-sparse",
+    make_point_robot_sparse,
+    "point robot, goals on a half circle, reward only within 0.2 of the goal (Rakelly et al.)",
+)
+register(
+    "point-robot-dense",
+    make_point_robot_dense,
+    "point robot, goals on a half circle, reward -distance (Rakelly et al.)",
+)
 
 __all__ = [
     "BernoulliBandit",
     "EnvState",
     "MetaEnv",
+    "PointNavigation",
     "TabularMDP",
     "TaskDistribution",
     "TrialWrapper",

@@ -11,6 +11,7 @@ A ``TaskDistribution`` samples tasks for meta-training and holds a fixed, held-o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -118,7 +119,7 @@ def flat_action_dim(space: spaces.Space) -> int:
     """Width of an action once encoded for a network input (one-hot for Discrete)."""
     if isinstance(space, spaces.Discrete):
         return space.n
-    return int(jnp.prod(jnp.array(space.shape)))
+    return math.prod(space.shape)  # static: callers use it as a shape inside jit
 
 
 def encode_action(space: spaces.Space, action: jax.Array) -> jax.Array:
