@@ -1,0 +1,1 @@
+"""Adapters: other libraries' environments (gymnax, brax, ...) as metajax task families."""
