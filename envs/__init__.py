@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from metajax.envs.bandits import BernoulliBandit, make_bernoulli_bandit
 from metajax.envs.core import EnvState, MetaEnv, TaskDistribution, num_tasks
+from metajax.envs.lazy import LazyFactory
 from metajax.envs.navigation import (
     PointNavigation,
     make_nav2d,
@@ -101,6 +102,55 @@ register(
     "point-robot-dense",
     make_point_robot_dense,
     "point robot, goals on a half circle, reward -distance (Rakelly et al.)",
+)
+
+# brax families: imported on first use (brax is slow and noisy to import)
+_LOCOMOTION = "metajax.envs.locomotion"
+_BRAX_ADAPTER = "metajax.envs.adapters.brax"
+register(
+    "cheetah-vel",
+    LazyFactory(_LOCOMOTION, "make_cheetah_vel"),
+    "brax half-cheetah, run at a target velocity ~ U[0,2] (Finn et al., Rakelly et al.)",
+)
+register(
+    "cheetah-dir",
+    LazyFactory(_LOCOMOTION, "make_cheetah_dir"),
+    "brax half-cheetah, run forward or backward: 2 tasks (Finn et al., Rothfuss et al.)",
+)
+register(
+    "ant-dir",
+    LazyFactory(_LOCOMOTION, "make_ant_dir"),
+    "brax ant, walk along a direction angle ~ U[0, 2pi] (Rothfuss et al.)",
+)
+register(
+    "ant-goal",
+    LazyFactory(_LOCOMOTION, "make_ant_goal"),
+    "brax ant, walk to a goal in a disc of radius 3 (Rakelly et al.)",
+)
+register(
+    "humanoid-dir",
+    LazyFactory(_LOCOMOTION, "make_humanoid_dir"),
+    "brax humanoid, walk along a direction angle ~ U[0, 2pi] (Rakelly et al.)",
+)
+register(
+    "walker-params",
+    LazyFactory(_LOCOMOTION, "make_walker_params"),
+    "brax walker2d, mass/inertia/friction x 1.5^u, damping x 1.3^u, u ~ U[-3,3] (ProMP)",
+)
+register(
+    "hopper-params",
+    LazyFactory(_LOCOMOTION, "make_hopper_params"),
+    "brax hopper, mass/inertia/friction x 1.5^u, damping x 1.3^u, u ~ U[-3,3] (ProMP)",
+)
+register(
+    "brax-ant",
+    LazyFactory(_BRAX_ADAPTER, "make_brax_ant"),
+    "brax ant, body masses and friction x U[0.5,1.5] (any brax env: adapters.brax)",
+)
+register(
+    "brax-halfcheetah",
+    LazyFactory(_BRAX_ADAPTER, "make_brax_halfcheetah"),
+    "brax half-cheetah, body masses and friction x U[0.5,1.5] (adapters.brax)",
 )
 
 __all__ = [

@@ -5,10 +5,25 @@ import pytest
 import metajax.envs as envs
 from tests.envs.conformance import check_env_conformance
 
+# brax families: each jit of their physics takes 10-90 s on 2 shared CPU cores
+BRAX_FAMILIES = (
+    "cheetah-vel",
+    "cheetah-dir",
+    "ant-dir",
+    "ant-goal",
+    "humanoid-dir",
+    "walker-params",
+    "hopper-params",
+    "brax-ant",
+    "brax-halfcheetah",
+)
 # Small options for families that are slow at their defaults; the rest use their defaults.
 SMALL_OPTIONS: dict[str, dict] = {}
+# brax families: a short horizon, so that 2 horizons + 1 random steps stay cheap
+SMALL_OPTIONS.update({name: {"horizon": 10} for name in BRAX_FAMILIES})
 # Families whose jit takes long on CPU (brax) run in the slow suite only.
 SLOW_FAMILIES: set[str] = set()
+SLOW_FAMILIES.update(BRAX_FAMILIES)
 
 
 @pytest.mark.parametrize(
