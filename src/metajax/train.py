@@ -182,17 +182,29 @@ def _progress(enabled: bool, total: int, start: int):
     return bar
 
 
-def make_chunk(step_fn: Callable, train_key: jax.Array, length: int) -> Callable:
-    """``chunk(state, first_update) -> (state, metrics [length])``: ``length`` updates in a scan."""
+_CHUNKS: dict[tuple, Callable] = {}
 
-    def chunk(state, first_update):
+
+def make_chunk(learner: Learner, mesh: jax.sharding.Mesh, length: int) -> Callable:
+    """``chunk(state, train_key, first_update) -> (state, metrics [length])``, jitted.
+
+    ``length`` updates run in one ``lax.scan``; update t uses ``fold_in(train_key, t)``.
+    Chunks are cached per learner, mesh and length, so repeated ``train`` calls (a resume in
+    the same process, a notebook) compile once.
+    """
+    cache_key = (learner.make_train_step, learner.state_partition, mesh, length)
+    if cache_key in _CHUNKS:
+        return _CHUNKS[cache_key]
+    step_fn = distributed.shard_step(learner.make_train_step, mesh, learner.state_partition)
+
+    def chunk(state, train_key, first_update):
         def one(state, index):
-            key = jax.random.fold_in(train_key, first_update + index)
-            return step_fn(state, key)
+            return step_fn(state, jax.random.fold_in(train_key, first_update + index))
 
         return jax.lax.scan(one, state, jnp.arange(length))
 
-    return jax.jit(chunk, donate_argnums=0)
+    _CHUNKS[cache_key] = jax.jit(chunk, donate_argnums=0)
+    return _CHUNKS[cache_key]
 
 
 def train(
@@ -246,8 +258,6 @@ def train(
     log = MetricsLog(run_dir, config.tensorboard)
     log.truncate_after(start)
     train_key = jax.random.fold_in(base_key, TRAIN_STREAM)
-    step_fn = distributed.shard_step(learner.make_train_step, mesh, learner.state_partition)
-    chunks: dict[int, Callable] = {}
     bar = _progress(config.progress, config.num_updates, min(start, config.num_updates))
     history: list[dict] = []
     done = start
@@ -256,10 +266,9 @@ def train(
     try:
         while done < config.num_updates:
             length = min(config.updates_per_chunk, config.num_updates - done)
-            if length not in chunks:
-                chunks[length] = make_chunk(step_fn, train_key, length)
+            chunk = make_chunk(learner, mesh, length)
             tic = time.perf_counter()
-            new_state, metrics = chunks[length](state, jnp.int32(done))
+            new_state, metrics = chunk(state, train_key, jnp.int32(done))
             metrics = to_host(metrics)
             seconds = time.perf_counter() - tic
             bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]

@@ -57,6 +57,10 @@ class Config:
             )
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
             raise ConfigError("gamma and gae_lambda must lie in [0, 1]")
+        if self.core not in networks.MEMORY_CORES:
+            raise ConfigError(
+                f"unknown memory core '{self.core}'; allowed: {', '.join(networks.MEMORY_CORES)}"
+            )
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
 
