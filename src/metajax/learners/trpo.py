@@ -1,0 +1,176 @@
+"""TRPO on pytrees: conjugate gradient, Hessian-vector products, KL-constrained line search.
+
+Generic over the parameter pytree and the objective, so MAML-TRPO can take the natural
+gradient of a loss whose KL is measured on the *adapted* policy (the Hessian-vector products
+then differentiate through the inner update). Sharded over the task axis: the loss, the KL,
+the gradient and every Hessian-vector product are averaged with ``distributed.pmean``, so all
+shards solve the same system and accept the same step as one device would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from metajax import distributed
+
+Params = Any
+
+
+# ----------------------------------------------------------------------------- pytree algebra
+
+
+def tree_vdot(a: Params, b: Params) -> jax.Array:
+    """Sum over leaves of the dot product of ``a`` and ``b``."""
+    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def tree_axpy(alpha: jax.Array | float, x: Params, y: Params) -> Params:
+    """``alpha * x + y`` leaf by leaf."""
+    return jax.tree.map(lambda u, v: alpha * u + v, x, y)
+
+
+def tree_scale(alpha: jax.Array | float, x: Params) -> Params:
+    """``alpha * x`` leaf by leaf."""
+    return jax.tree.map(lambda u: alpha * u, x)
+
+
+# ----------------------------------------------------------------------------- curvature
+
+
+def hvp(f: Callable[[Params], jax.Array], params: Params, v: Params) -> Params:
+    """Hessian of the scalar ``f`` at ``params`` times ``v`` (forward-over-reverse)."""
+    return jax.jvp(jax.grad(f), (params,), (v,))[1]
+
+
+def make_hvp(f: Callable[[Params], jax.Array], params: Params) -> Callable[[Params], Params]:
+    """``v -> H(params) v`` for repeated products: ``jax.linearize`` keeps the primal pass."""
+    _, linear = jax.linearize(jax.grad(f), params)
+    return linear
+
+
+def conjugate_gradient(
+    matvec: Callable[[Params], Params], b: Params, iters: int = 10, residual_tol: float = 1e-10
+) -> Params:
+    """Approximately solves ``A x = b`` for a symmetric positive definite ``A`` (``matvec``).
+
+    Runs ``iters`` iterations from ``x = 0``; once the squared residual falls under
+    ``residual_tol`` the iterate is frozen (fixed shapes, no early exit under ``jit``).
+    """
+    x = jax.tree.map(jnp.zeros_like, b)
+    r, p = b, b
+    rdotr = tree_vdot(r, r)
+
+    def body(_, carry):
+        x, r, p, rdotr = carry
+        active = rdotr > residual_tol
+        ap = matvec(p)
+        pap = tree_vdot(p, ap)
+        alpha = jnp.where(active & (pap > 0), rdotr / jnp.where(pap > 0, pap, 1.0), 0.0)
+        x = tree_axpy(alpha, p, x)
+        r = tree_axpy(-alpha, ap, r)
+        new_rdotr = tree_vdot(r, r)
+        beta = jnp.where(active, new_rdotr / jnp.where(rdotr > 0, rdotr, 1.0), 0.0)
+        p = jax.tree.map(lambda p_, r_: jnp.where(active, r_ + beta * p_, p_), p, r)
+        return x, r, p, jnp.where(active, new_rdotr, rdotr)
+
+    x, *_ = jax.lax.fori_loop(0, iters, body, (x, r, p, rdotr))
+    return x
+
+
+# ----------------------------------------------------------------------------- the step
+
+
+class TRPOInfo(NamedTuple):
+    """What one TRPO step did (all scalars, identical on every shard)."""
+
+    loss_before: jax.Array
+    loss_after: jax.Array
+    kl: jax.Array  # KL of the accepted step (0 when rejected)
+    step_fraction: jax.Array  # backtrack_ratio ** i of the accepted step, 0 when none was
+    grad_norm: jax.Array
+
+
+def trpo_step(
+    loss_and_kl: Callable[[Params], tuple[jax.Array, jax.Array]],
+    kl_fn: Callable[[Params], jax.Array],
+    params: Params,
+    *,
+    max_kl: float,
+    cg_iters: int = 10,
+    cg_damping: float = 1e-5,
+    line_search_steps: int = 15,
+    backtrack_ratio: float = 0.8,
+    axis_name: str | None = None,
+) -> tuple[Params, TRPOInfo]:
+    """One trust-region step: natural gradient by CG, then a backtracking line search.
+
+    Args:
+        loss_and_kl: ``params -> (loss, kl)``, this shard's means; the loss is minimized and
+            the KL is the divergence from the sampling policy (0 at ``params``).
+        kl_fn: ``params -> kl`` (this shard's mean), whose Hessian at ``params`` is the
+            Fisher matrix of the constraint.
+        axis_name: the shard_map axis of the task batch, or None on one device.
+
+    A candidate ``params + ratio**i * step`` is accepted at the first ``i`` where the KL is at
+    most ``max_kl`` and the loss decreased; if none is, the parameters are unchanged.
+    """
+
+    # Differentiate this shard's loss, then average: no collective inside the derivative.
+    loss_before, grad = jax.value_and_grad(lambda p: loss_and_kl(p)[0])(params)
+    loss_before, grad = distributed.pmean((loss_before, grad), axis_name)
+    local_fvp = make_hvp(kl_fn, params)
+
+    def fvp(v):
+        return tree_axpy(cg_damping, v, distributed.pmean(local_fvp(v), axis_name))
+
+    step_dir = conjugate_gradient(fvp, tree_scale(-1.0, grad), cg_iters)
+    shs = 0.5 * tree_vdot(step_dir, fvp(step_dir))
+    scale = jnp.sqrt(2.0 * max_kl / jnp.maximum(2.0 * shs, 1e-12))
+    full_step = tree_scale(scale, step_dir)
+
+    def evaluate(i):
+        fraction = backtrack_ratio ** i.astype(jnp.float32)
+        candidate = tree_axpy(fraction, full_step, params)
+        loss, kl = distributed.pmean(loss_and_kl(candidate), axis_name)
+        ok = (kl <= max_kl) & (loss < loss_before) & jnp.isfinite(loss) & jnp.isfinite(kl)
+        return ok, loss, kl, fraction
+
+    def cond(carry):
+        i, accepted, *_ = carry
+        return (i < line_search_steps) & ~accepted
+
+    def body(carry):
+        i, _, _, _, _ = carry
+        ok, loss, kl, fraction = evaluate(i)
+        return i + 1, ok, loss, kl, fraction
+
+    zero = jnp.zeros((), jnp.float32)
+    _, accepted, loss, kl, fraction = jax.lax.while_loop(
+        cond, body, (jnp.int32(0), jnp.bool_(False), loss_before, zero, zero)
+    )
+    fraction = jnp.where(accepted, fraction, 0.0)
+    new_params = tree_axpy(fraction, full_step, params)
+    info = TRPOInfo(
+        loss_before=loss_before,
+        loss_after=jnp.where(accepted, loss, loss_before),
+        kl=jnp.where(accepted, kl, 0.0),
+        step_fraction=fraction,
+        grad_norm=jnp.sqrt(tree_vdot(grad, grad)),
+    )
+    return new_params, info
+
+
+__all__ = [
+    "TRPOInfo",
+    "conjugate_gradient",
+    "hvp",
+    "make_hvp",
+    "tree_axpy",
+    "tree_scale",
+    "tree_vdot",
+    "trpo_step",
+]
