@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from metajax.envs.bandits import BernoulliBandit, make_bernoulli_bandit
 from metajax.envs.core import EnvState, MetaEnv, TaskDistribution, num_tasks
 from metajax.envs.lazy import LazyFactory
+from metajax.envs.maze import Maze, make_maze, make_random_maze
 from metajax.envs.navigation import (
     PointNavigation,
     make_nav2d,
@@ -103,6 +104,16 @@ register(
     make_point_robot_dense,
     "point robot, goals on a half circle, reward -distance (Rakelly et al.)",
 )
+register(
+    "maze",
+    make_maze,
+    "grid maze with a hidden goal, local 3x3 view, pillar layout (MetaMaze-like)",
+)
+register(
+    "random-maze",
+    make_random_maze,
+    "grid maze with a hidden goal and a DFS-carved layout per task, local 3x3 view",
+)
 
 # brax families: imported on first use (brax is slow and noisy to import)
 _LOCOMOTION = "metajax.envs.locomotion"
@@ -156,6 +167,7 @@ register(
 __all__ = [
     "BernoulliBandit",
     "EnvState",
+    "Maze",
     "MetaEnv",
     "PointNavigation",
     "TabularMDP",
