@@ -87,13 +87,31 @@ def build(learner_name: str, run: RunArgs, learner_options: dict):
     return make_learner(learner_config, env, tasks), env, tasks, learner_config
 
 
+def _start_multihost_if_asked(argv: list[str]) -> None:
+    """Joins a multi-process run first: jax.distributed must start before any JAX backend use
+    (importing gymnax already creates one), so its flags are read before anything else."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--coordinator")
+    parser.add_argument("--num-processes", type=int, default=1)
+    parser.add_argument("--process-id", type=int, default=0)
+    known, _ = parser.parse_known_args(argv)
+    if known.coordinator is not None:
+        from metajax import distributed
+
+        distributed.initialize_multihost(known.coordinator, known.num_processes, known.process_id)
+
+
 def train_command(argv: list[str]) -> int:
     """``metajax train LEARNER [options]``."""
     from metajax import learners
 
     if not argv or argv[0].startswith("-"):
-        raise ConfigError(f"train needs a learner name first; known: {', '.join(learners.names())}")
+        known = ", ".join(learners.names())
+        raise ConfigError(f"train needs a learner name first; known: {known}")
     learner_name, rest = argv[0], argv[1:]
+    _start_multihost_if_asked(rest)
     config_cls, _ = learners.get(learner_name)
     import tyro
 
@@ -108,10 +126,6 @@ def train_command(argv: list[str]) -> int:
     run = RunArgs(**_split(flat, RunArgs))
     train_config = TrainConfig(**_split(flat, TrainConfig))
     learner_options = _split(flat, config_cls)
-    if run.coordinator is not None:
-        from metajax import distributed
-
-        distributed.initialize_multihost(run.coordinator, run.num_processes, run.process_id)
     learner, env, tasks, learner_config = build(learner_name, run, learner_options)
     metadata = {
         "learner": learner_name,

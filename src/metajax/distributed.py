@@ -113,8 +113,8 @@ def initialize_multihost(coordinator: str, num_processes: int, process_id: int) 
             f"process id {process_id} is outside 0..{num_processes - 1} "
             f"for {num_processes} processes"
         )
-    if jax.config.read("jax_platforms") in (None, "", "cpu"):
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # CPU devices talk through gloo; accelerators use their own collectives regardless
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
     )
