@@ -7,8 +7,10 @@ posterior mean is (s + 1) / (s + f + 2). Ties go to the lowest arm index.
 - ``random``: a uniformly random arm.
 - ``greedy``: the highest posterior mean.
 - ``eps-greedy``: a random arm with probability ``eps``, else greedy.
-- ``ucb1``: posterior mean + c * sqrt(2 ln t / n_i) (t pulls so far, n_i pulls of arm i);
-  arms never pulled come first.
+- ``ucb1``: posterior mean + c * sqrt(2 ln t / n_i), where the Beta(1, 1) prior counts as two
+  pseudo-pulls: n_i = pulls of arm i + 2 and t = the sum of the n_i (so no arm is forced first;
+  with plain counts an untried arm gets an infinite bonus and n = 10, k = 5 spends half its
+  pulls trying every arm once).
 - ``thompson``: the arm with the highest draw from its Beta posterior.
 - ``optimistic-thompson``: the same with each draw raised to at least the posterior mean.
 - ``gittins``: the highest Gittins index for discount ``gamma`` (see ``gittins_table``).
@@ -58,7 +60,7 @@ BASELINE_OPTIONS: dict[str, dict[str, float]] = {
 # name -> (option, grid) searched by ``tune_baseline``
 TUNING_GRIDS: dict[str, tuple[str, tuple[float, ...]]] = {
     "eps-greedy": ("eps", (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)),
-    "ucb1": ("c", (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)),
+    "ucb1": ("c", (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)),
     "gittins": ("gamma", (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)),
 }
 
@@ -87,7 +89,7 @@ def gittins_table(
     the retirement reward per step ``lam`` at which pulling the arm once more (and then acting
     optimally) is worth exactly as much as retiring for ``lam / (1 - gamma)`` (the calibration
     definition). Approximations: the arm's future is truncated ``horizon`` pulls below the
-    deepest tabulated state (default: where gamma^horizon < 1e-4, at most 1000), where its value
+    deepest tabulated state (default: where gamma^horizon < 1e-3, at most 1000), where its value
     is taken as max(lam, mean) / (1 - gamma) (no further learning); ``lam`` runs over a grid of
     ``grid`` values in [0, 1] in one batched backward induction, and each state's index is the
     linear interpolation of the zero of its continue-minus-retire advantage, which is piecewise
@@ -99,7 +101,7 @@ def gittins_table(
     if pulls < 1:
         raise ConfigError(f"pulls must be at least 1, got {pulls}")
     if horizon is None:
-        horizon = min(1000, math.ceil(math.log(1e-4) / math.log(gamma)))
+        horizon = min(1000, math.ceil(math.log(1e-3) / math.log(gamma)))
     lam = np.linspace(0.0, 1.0, grid)[:, None]  # [grid, 1]
     retire = lam / (1.0 - gamma)
     deepest = pulls - 1 + horizon  # level = s + f
@@ -276,10 +278,9 @@ def _make_policy(
 
         def act(key, stats):
             del key
-            n = (stats.successes + stats.failures).astype(jnp.float32)
-            t = jnp.sum(n)
-            bonus = c * jnp.sqrt(2.0 * jnp.log(jnp.maximum(t, 1.0)) / jnp.maximum(n, 1.0))
-            return jnp.argmax(jnp.where(n > 0, _posterior_mean(stats) + bonus, jnp.inf))
+            n = (stats.successes + stats.failures).astype(jnp.float32) + 2.0  # prior: 2 pulls
+            bonus = c * jnp.sqrt(2.0 * jnp.log(jnp.sum(n)) / n)
+            return jnp.argmax(_posterior_mean(stats) + bonus)
 
         return act
     if name in ("thompson", "optimistic-thompson"):

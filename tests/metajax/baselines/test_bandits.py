@@ -40,8 +40,8 @@ def _numpy_totals(policy: str, probs: np.ndarray, uniforms: np.ndarray, c: float
         if policy == "greedy":
             score = mean
         else:
-            with np.errstate(divide="ignore"):
-                score = np.where(n > 0, mean + c * np.sqrt(2 * np.log(max(t, 1)) / n), np.inf)
+            # the prior counts as two pseudo-pulls per arm
+            score = mean + c * np.sqrt(2 * np.log(t + 2 * arms) / (n + 2))
             top = score.max(axis=1, keepdims=True)
             runner_up = np.where(score < top, score, -np.inf).max(axis=1)
             near_tie |= top[:, 0] - runner_up < 1e-6
