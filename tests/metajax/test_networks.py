@@ -1,0 +1,65 @@
+"""Networks: memory cores reset, distributions against closed forms."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metajax import networks
+from metajax.errors import ConfigError
+
+
+@pytest.mark.parametrize("core", ["gru", "lstm"])
+def test_recurrent_actor_critic_memory_and_reset(core):
+    net = networks.RecurrentActorCritic(action_dim=3, discrete=True, core=core, core_size=8)
+    carry = networks.initial_carry(core, 8, 2)
+    params = net.init(jax.random.key(0), carry, jnp.zeros((2, 4)))
+    carry, (logits, value) = net.apply(params, carry, jnp.ones((2, 4)))
+    assert logits.shape == (2, 3) and value.shape == (2,)
+    reset = networks.reset_carry(
+        carry, networks.initial_carry(core, 8, 2), jnp.array([True, False])
+    )
+    for leaf_new, leaf_old in zip(jax.tree.leaves(reset), jax.tree.leaves(carry), strict=True):
+        assert float(jnp.abs(leaf_new[0]).sum()) == 0.0
+        np.testing.assert_array_equal(leaf_new[1], leaf_old[1])
+
+
+def test_gaussian_log_prob_entropy_kl_closed_form():
+    mean, log_std = jnp.array([[0.5, -1.0]]), jnp.log(jnp.array([[2.0, 0.5]]))
+    action = jnp.array([[1.5, -1.0]])
+    # log N(1.5; 0.5, 2) + log N(-1; -1, 0.5) = (-0.125 - ln 2 - 0.919) + (0 - ln .5 - 0.919)
+    expected = (
+        -0.125 - np.log(2) - 0.5 * np.log(2 * np.pi) + (-np.log(0.5) - 0.5 * np.log(2 * np.pi))
+    )
+    np.testing.assert_allclose(
+        networks.log_prob((mean, log_std), action, False), [expected], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        networks.entropy((mean, log_std), False),
+        [np.log(2) + np.log(0.5) + np.log(2 * np.pi * np.e)],
+        rtol=1e-5,
+    )
+    # KL(N(0,1) || N(1,2)) = ln 2 + (1 + 1) / 8 - 1/2
+    p = (jnp.zeros((1, 1)), jnp.zeros((1, 1)))
+    q = (jnp.ones((1, 1)), jnp.log(jnp.full((1, 1), 2.0)))
+    np.testing.assert_allclose(
+        networks.kl_divergence(p, q, False), [np.log(2) + 0.25 - 0.5], rtol=1e-5
+    )
+
+
+def test_categorical_log_prob_and_kl():
+    logits = jnp.log(jnp.array([[0.2, 0.8]]))
+    np.testing.assert_allclose(
+        networks.log_prob(logits, jnp.array([1]), True), [np.log(0.8)], rtol=1e-6
+    )
+    q = jnp.log(jnp.array([[0.5, 0.5]]))
+    np.testing.assert_allclose(
+        networks.kl_divergence(logits, q, True), [0.2 * np.log(0.4) + 0.8 * np.log(1.6)], rtol=1e-5
+    )
+
+
+def test_unknown_core_and_activation():
+    with pytest.raises(ConfigError, match="memory core"):
+        networks.make_core("transformer", 8)
+    with pytest.raises(ConfigError, match="activation"):
+        networks.activation("sigmoidish")
