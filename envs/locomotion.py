@@ -282,7 +282,7 @@ class RandomDynamicsEnv(BraxTaskEnv):
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # its tasks are arrays: compare by identity
 class EnumeratedTasks(TaskDistribution):
     """A few fixed tasks, all used for training and for testing (the Fwd/Back families).
 
