@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from metajax.envs.adapters.gymnax import make_gymnax_cartpole, make_gymnax_pendulum
 from metajax.envs.bandits import BernoulliBandit, make_bernoulli_bandit
 from metajax.envs.core import EnvState, MetaEnv, TaskDistribution, num_tasks
 from metajax.envs.lazy import LazyFactory
@@ -113,6 +114,16 @@ register(
     "random-maze",
     make_random_maze,
     "grid maze with a hidden goal and a DFS-carved layout per task, local 3x3 view",
+)
+register(
+    "gymnax-cartpole",
+    make_gymnax_cartpole,
+    "gymnax CartPole-v1, pole length, pole mass and cart mass drawn per task (adapters.gymnax)",
+)
+register(
+    "gymnax-pendulum",
+    make_gymnax_pendulum,
+    "gymnax Pendulum-v1, pendulum mass and length ~ U[0.5, 2] per task (adapters.gymnax)",
 )
 
 # brax families: imported on first use (brax is slow and noisy to import)
