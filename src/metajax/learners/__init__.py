@@ -15,6 +15,8 @@ from metajax.learners.base import Learner
 # name -> module path; each module has `Config` and `make_learner`
 _LEARNER_MODULES: dict[str, str] = {
     "rl2": "metajax.learners.rl2",
+    "pearl": "metajax.learners.pearl",
+    "sac": "metajax.learners.sac",
 }
 
 

@@ -1,0 +1,148 @@
+"""PEARL: the product-of-Gaussians posterior, the KL, task slots, sharding, resume, learning."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import metajax.envs as envs
+from metajax.errors import ConfigError
+from metajax.learners import pearl
+from tests.metajax.learner_checks import check_sharded_matches_single
+
+# ----------------------------------------------------------------------------- posterior
+
+
+def test_product_of_gaussians_closed_form():
+    # factors N(1, 1) and N(3, 4): precision 1 + 1/4 = 1.25 -> var 0.8,
+    # mean = 0.8 * (1/1 + 3/4) = 1.4. A masked-out third factor N(100, 0.01) changes nothing.
+    mean = jnp.array([[1.0], [3.0], [100.0]])
+    var = jnp.array([[1.0], [4.0], [0.01]])
+    got_mean, got_var = pearl.product_of_gaussians(mean, var, jnp.array([1.0, 1.0, 0.0]))
+    np.testing.assert_allclose(got_mean, [1.4], rtol=1e-6)
+    np.testing.assert_allclose(got_var, [0.8], rtol=1e-6)
+    # two equal factors N(2, 1): N(2, 0.5)
+    got_mean, got_var = pearl.product_of_gaussians(jnp.full((2, 1), 2.0), jnp.ones((2, 1)))
+    np.testing.assert_allclose(got_mean, [2.0])
+    np.testing.assert_allclose(got_var, [0.5])
+
+
+def test_product_matches_gaussian_density_product():
+    # the product of densities, normalized on a grid, has the closed-form mean and variance
+    key = jax.random.key(0)
+    mean = jax.random.normal(key, (4, 1))
+    var = jax.random.uniform(jax.random.fold_in(key, 1), (4, 1), minval=0.5, maxval=2.0)
+    x = jnp.linspace(-8.0, 8.0, 40_001)
+    log_density = jnp.sum(-0.5 * (x[:, None] - mean[:, 0]) ** 2 / var[:, 0], axis=1)
+    density = jnp.exp(log_density - jnp.max(log_density))
+    density = density / jnp.trapezoid(density, x)
+    grid_mean = jnp.trapezoid(x * density, x)
+    grid_var = jnp.trapezoid((x - grid_mean) ** 2 * density, x)
+    got_mean, got_var = pearl.product_of_gaussians(mean, var)
+    np.testing.assert_allclose(got_mean[0], grid_mean, atol=1e-4)
+    np.testing.assert_allclose(got_var[0], grid_var, atol=1e-4)
+
+
+def test_posterior_incremental_permutation_invariant_and_prior_when_empty():
+    key = jax.random.key(1)
+    mean = jax.random.normal(key, (10, 3))
+    var = jax.random.uniform(jax.random.fold_in(key, 1), (10, 3), minval=0.1, maxval=2.0)
+    whole = pearl.product_of_gaussians(mean, var)
+    stats = pearl.combine(
+        pearl.factor_stats(mean[:4], var[:4]), pearl.factor_stats(mean[4:], var[4:])
+    )
+    np.testing.assert_allclose(pearl.posterior(stats)[0], whole[0], rtol=1e-5)
+    np.testing.assert_allclose(pearl.posterior(stats)[1], whole[1], rtol=1e-5)
+    order = jax.random.permutation(jax.random.fold_in(key, 2), 10)
+    shuffled = pearl.product_of_gaussians(mean[order], var[order])
+    np.testing.assert_allclose(shuffled[0], whole[0], rtol=1e-5)
+    empty = pearl.GaussianStats(jnp.zeros((3,)), jnp.zeros((3,)))
+    prior_mean, prior_var = pearl.posterior(empty)
+    np.testing.assert_array_equal(prior_mean, jnp.zeros(3))
+    np.testing.assert_array_equal(prior_var, jnp.ones(3))
+
+
+def test_kl_to_standard_normal_by_hand():
+    # mean (1, 0), var (1, 2): 0.5 * ((1 + 1 - 1 - 0) + (2 + 0 - 1 - log 2)) = 0.653426
+    got = pearl.kl_to_standard_normal(jnp.array([1.0, 0.0]), jnp.array([1.0, 2.0]))
+    assert float(got) == pytest.approx(0.653426, abs=1e-6)
+    assert float(pearl.kl_to_standard_normal(jnp.zeros(5), jnp.ones(5))) == 0.0
+
+
+def test_stratified_tasks_stay_in_their_block():
+    keys = jax.random.split(jax.random.key(3), 16)
+    for pool in (80, 100, 16, 5):
+        draws = np.stack(
+            [pearl.stratified_tasks(jax.random.split(k, 16), pool) for k in keys[:8]]
+        )  # [8, 16]
+        j = np.arange(16)
+        low = j * pool // 16
+        high = np.maximum((j + 1) * pool // 16, low + 1)
+        assert np.all((draws >= low) & (draws < high)), pool
+        if pool >= 16:
+            assert all(len(set(row)) == 16 for row in draws.tolist())  # distinct tasks
+    # every task of a pool of 80 is drawn: slot j's block has 5 tasks, 200 draws each
+    draw = jax.vmap(lambda k: pearl.stratified_tasks(jax.random.split(k, 16), 80))
+    many = draw(jax.random.split(jax.random.key(4), 200))
+    assert set(np.asarray(many).ravel().tolist()) == set(range(80))
+
+
+def test_config_errors():
+    env, tasks = envs.make("point-robot-dense")
+    with pytest.raises(ConfigError, match="multiple of the horizon"):
+        pearl.make_learner(pearl.Config(prior_steps=30), env, tasks)
+    with pytest.raises(ConfigError, match="exceeds the training pool"):
+        pearl.make_learner(pearl.Config(collect_tasks=81), env, tasks)
+    bandit, bandit_tasks = envs.make("bernoulli-bandit")
+    with pytest.raises(ConfigError, match="Box"):
+        pearl.make_learner(pearl.Config(), bandit, bandit_tasks)
+
+
+# ----------------------------------------------------------------------------- sharding, resume
+
+TINY = dict(
+    num_tasks=8,
+    collect_tasks=8,
+    batch_size=16,
+    context_batch_size=16,
+    gradient_steps=3,
+    initial_steps=40,
+    prior_steps=20,
+    posterior_steps=20,
+    rl_capacity=200,
+    hidden_sizes=[32, 32],
+    encoder_hidden_sizes=[16],
+)
+
+
+def test_sharded_step_matches_single_device():
+    result = check_sharded_matches_single("pearl", "point-robot-dense", TINY, steps=2)
+    assert result["ok"]
+
+
+def test_checkpoint_resume_is_exact(tmp_path):
+    from metajax.train import CheckpointStore
+
+    env, tasks = envs.make("point-robot-dense")
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY.items()}
+    learner = pearl.make_learner(pearl.Config(**options), env, tasks)
+    step = jax.jit(learner.train_step)
+    state = jax.jit(learner.init)(jax.random.key(0))
+    keys = [jax.random.key(i) for i in range(4)]
+    state, _ = step(state, keys[0])
+    state, _ = step(state, keys[1])
+    store = CheckpointStore(tmp_path, keep=1)
+    store.save(2, state)
+    restored = store.restore(2, state)
+    store.close()
+    straight, resumed = state, restored
+    for key in keys[2:]:
+        straight, m1 = step(straight, key)
+        resumed, m2 = step(resumed, key)
+    for a, b in zip(jax.tree.leaves((straight, m1)), jax.tree.leaves((resumed, m2)), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # the buffers really are in the checkpoint: both hold the same, non-empty data
+    assert int(jnp.sum(restored.rl_buffer.size)) > 0
+    np.testing.assert_array_equal(restored.rl_buffer.data.obs, state.rl_buffer.data.obs)
