@@ -256,6 +256,56 @@ def task_objective(
     return {"loss": loss, "kl": kl, "inner_kl": inner_kl, "explore": explore}
 
 
+def adapted_distribution(
+    core: MetaGradientCore, meta_params: dict, data: Batch, lrs: Sequence[float]
+) -> Any:
+    """The adapted policy's distribution on one task's outer batch ``D_K``, leaves [T, N, A]."""
+    num_inner = jax.tree.leaves(data)[0].shape[0] - 1
+    alphas = step_alphas(meta_params, num_inner, lrs)
+    policy_params = core.adapt_steps(meta_params["policy"], data, alphas)
+    return core.apply_fn(policy_params, index(data, num_inner).obs)
+
+
+def make_fisher_vector_product(
+    core: MetaGradientCore, meta_params: dict, data: Batch, lrs: Sequence[float]
+):
+    """``v -> H v``, H the Hessian at ``meta_params`` of the tasks' mean outer KL.
+
+    ``data`` leaves ``[tasks, K + 1, T, N, ...]``. The KL ``KL(pi_old || pi_adapted(theta))``
+    is zero with zero gradient at the sampling parameters, so its Hessian there is exactly
+    the Gauss-Newton product ``J^T M J``: J the Jacobian of the adapted policy's outputs on
+    ``D_K`` through the inner step(s) (second order unless ``first_order``) and M the KL's
+    Hessian in output space (Gaussian: 1 / sigma^2 for the mean, 2 for log_std; categorical:
+    diag(p) - p p^T). Linearized once, each product costs one forward and one reverse pass
+    of tangents, without the third derivatives of a Hessian of the KL through the adaptation.
+    """
+    num_inner = jax.tree.leaves(data)[0].shape[0] - 1
+
+    def outputs(params):
+        return jax.vmap(adapted_distribution, in_axes=(None, None, 0, None))(
+            core, params, data, lrs
+        )
+
+    dist, jvp_fn = jax.linearize(outputs, meta_params)
+    vjp_fn = jax.linear_transpose(jvp_fn, meta_params)
+    mask = data.mask[:, num_inner]  # [tasks, T, N]
+    weight = mask / jnp.maximum(jnp.sum(mask, axis=(1, 2), keepdims=True), 1.0)
+    weight = (weight / mask.shape[0])[..., None]  # mean over valid steps, then over tasks
+
+    def fvp(v):
+        tangent = jvp_fn(v)
+        if core.discrete:
+            p = jax.nn.softmax(dist)
+            curvature = p * tangent - p * jnp.sum(p * tangent, axis=-1, keepdims=True)
+            curvature = curvature * weight
+        else:
+            (d_mean, d_log_std), (_, log_std) = tangent, dist
+            curvature = (d_mean * jnp.exp(-2.0 * log_std) * weight, 2.0 * d_log_std * weight)
+        return vjp_fn(curvature)[0]
+
+    return fvp
+
+
 def _step_lrs(lrs: Sequence[float], default: float, steps: int) -> tuple[float, ...]:
     """Per-step learning rates: ``lrs`` (its last one repeated) or ``default`` everywhere."""
     lrs = tuple(lrs) or (default,)
@@ -438,6 +488,7 @@ def make_learner(
                     line_search_steps=config.line_search_steps,
                     backtrack_ratio=config.backtrack_ratio,
                     axis_name=axis_name,
+                    make_fvp=lambda p: make_fisher_vector_product(core, p, data, train_lrs),
                 )
                 opt_state = state.opt_state
                 outer_metrics = {
@@ -515,6 +566,8 @@ __all__ = [
     "MAMLState",
     "MetaGradientCore",
     "PolicyNetwork",
+    "adapted_distribution",
+    "make_fisher_vector_product",
     "make_learner",
     "policy_gradient_loss",
     "step_alphas",

@@ -105,6 +105,7 @@ def trpo_step(
     line_search_steps: int = 15,
     backtrack_ratio: float = 0.8,
     axis_name: str | None = None,
+    make_fvp: Callable[[Params], Callable[[Params], Params]] | None = None,
 ) -> tuple[Params, TRPOInfo]:
     """One trust-region step: natural gradient by CG, then a backtracking line search.
 
@@ -114,6 +115,8 @@ def trpo_step(
         kl_fn: ``params -> kl`` (this shard's mean), whose Hessian at ``params`` is the
             Fisher matrix of the constraint.
         axis_name: the shard_map axis of the task batch, or None on one device.
+        make_fvp: ``params -> (v -> F v)`` for this shard, a cheaper exact form of the
+            Hessian of ``kl_fn`` at ``params`` (e.g. Gauss-Newton); default ``make_hvp``.
 
     A candidate ``params + ratio**i * step`` is accepted at the first ``i`` where the KL is at
     most ``max_kl`` and the loss decreased; if none is, the parameters are unchanged.
@@ -122,7 +125,7 @@ def trpo_step(
     # Differentiate this shard's loss, then average: no collective inside the derivative.
     loss_before, grad = jax.value_and_grad(lambda p: loss_and_kl(p)[0])(params)
     loss_before, grad = distributed.pmean((loss_before, grad), axis_name)
-    local_fvp = make_hvp(kl_fn, params)
+    local_fvp = make_hvp(kl_fn, params) if make_fvp is None else make_fvp(params)
 
     def fvp(v):
         return tree_axpy(cg_damping, v, distributed.pmean(local_fvp(v), axis_name))

@@ -1,0 +1,351 @@
+"""The MAML family's meta-gradient core, losses, Fisher products and learner plumbing.
+
+Meta-gradients are checked in float64 on fixed trajectories (the deterministic surrogate whose
+gradient the learner follows) against central finite differences and closed forms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import struct
+from gymnax.environments import spaces
+from jax.flatten_util import ravel_pytree
+
+from metajax.envs.core import MetaEnv, TaskDistribution
+from metajax.errors import ConfigError
+from metajax.learners import maml, trpo
+from metajax.networks import log_prob
+
+# ----------------------------------------------------------------------------- losses by hand
+
+
+def test_policy_gradient_loss_by_hand():
+    # log pi = [-1, -2, -9], A = [1, 0.5, 7], mask = [1, 1, 0] (third step is padding):
+    # vpg = -((-1)(1) + (-2)(0.5)) / 2 = 1.0;  lvc = -(1 * 1 + 1 * 0.5) / 2 = -0.75
+    logp = jnp.array([-1.0, -2.0, -9.0])
+    adv = jnp.array([1.0, 0.5, 7.0])
+    mask = jnp.array([1.0, 1.0, 0.0])
+    np.testing.assert_allclose(maml.policy_gradient_loss(logp, adv, mask, "vpg"), 1.0)
+    np.testing.assert_allclose(maml.policy_gradient_loss(logp, adv, mask, "lvc"), -0.75)
+    # both have the same gradient in log pi: -A * mask / 2 = [-0.5, -0.25, 0]
+    for estimator in ("vpg", "lvc"):
+        grad = jax.grad(maml.policy_gradient_loss)(logp, adv, mask, estimator)
+        np.testing.assert_allclose(grad, [-0.5, -0.25, 0.0])
+
+
+def test_surrogate_loss_by_hand():
+    # r = exp([0.5, -0.5]) = [1.6487, 0.6065], A = [1, 1]
+    # unclipped: -(1.6487 + 0.6065) / 2 = -1.1276
+    # clipped (eps 0.2): min(1.6487, 1.2) = 1.2, min(0.6065, 0.8) = 0.6065 -> -(1.8065) / 2
+    logp, old = jnp.array([0.5, -0.5]), jnp.zeros(2)
+    adv, mask = jnp.ones(2), jnp.ones(2)
+    np.testing.assert_allclose(maml.surrogate_loss(logp, old, adv, mask), -1.12763, rtol=1e-4)
+    np.testing.assert_allclose(maml.surrogate_loss(logp, old, adv, mask, 0.2), -0.90327, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- fixed data
+
+NET = maml.PolicyNetwork(action_dim=2, discrete=False, hidden_sizes=(5,), activation="tanh")
+
+
+def _core(**kwargs) -> maml.MetaGradientCore:
+    return maml.MetaGradientCore(NET.apply, False, **kwargs)
+
+
+def _params(dtype=jnp.float32):
+    params = NET.init(jax.random.key(0), jnp.zeros((1, 3)))
+    params = jax.tree.map(lambda x: (x + 0.3 * jnp.sign(x + 0.01)).astype(dtype), params)
+    return {"policy": params}
+
+
+def _batch(key, steps: int = 6, traj: int = 4, dtype=jnp.float32, params=None) -> maml.Batch:
+    """One task's fixed trajectories; old log-probs from ``params`` (the sampling policy)."""
+    k_obs, k_act, k_adv = jax.random.split(key, 3)
+    obs = jax.random.normal(k_obs, (steps, traj, 3), dtype)
+    action = jax.random.normal(k_act, (steps, traj, 2), dtype)
+    mask = jnp.ones((steps, traj), dtype).at[-2:, 0].set(0.0)
+    dist = NET.apply(params["policy"], obs) if params is not None else (action * 0, action * 0)
+    return maml.Batch(
+        obs=obs,
+        action=action,
+        mask=mask,
+        advantage=jax.random.normal(k_adv, (steps, traj), dtype),
+        old_log_prob=log_prob(dist, action, False),
+        old_dist=dist,
+        episode_return=jnp.zeros((traj,), dtype),
+    )
+
+
+def _stacked(batches):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
+
+
+def _objective(core, config, data, lrs):
+    def f(meta_params):
+        return maml.task_objective(core, config, meta_params, data, jnp.asarray(0.7), lrs)["loss"]
+
+    return f
+
+
+def _directional_fd(f, params, key, eps=1e-5, count=3):
+    """(grad . v, central difference along v) for ``count`` random directions v."""
+    flat, unravel = ravel_pytree(params)
+    grad = ravel_pytree(jax.grad(f)(params))[0]
+    pairs = []
+    for k in jax.random.split(key, count):
+        v = jax.random.normal(k, flat.shape, flat.dtype)
+        fd = (f(unravel(flat + eps * v)) - f(unravel(flat - eps * v))) / (2 * eps)
+        pairs.append((float(grad @ v), float(fd)))
+    return np.array(pairs)
+
+
+@pytest.mark.parametrize("num_inner", [1, 2])
+def test_meta_gradient_matches_finite_differences(num_inner):
+    with jax.enable_x64(True):
+        params = _params(jnp.float64)
+        data = _stacked(
+            [_batch(jax.random.key(i), dtype=jnp.float64) for i in range(num_inner + 1)]
+        )
+        f = _objective(_core(), maml.Config(), data, (0.3, 0.2)[:num_inner])
+        pairs = _directional_fd(f, params, jax.random.key(9))
+        np.testing.assert_allclose(pairs[:, 0], pairs[:, 1], rtol=1e-6, atol=1e-9)
+
+
+def test_first_order_drops_exactly_the_second_order_terms():
+    with jax.enable_x64(True):
+        params = _params(jnp.float64)
+        data = _stacked([_batch(jax.random.key(i), dtype=jnp.float64) for i in range(2)])
+        config = maml.Config()
+        second = ravel_pytree(jax.grad(_objective(_core(), config, data, (0.3,)))(params))[0]
+        first = ravel_pytree(
+            jax.grad(_objective(_core(first_order=True), config, data, (0.3,)))(params)
+        )[0]
+        # FO-MAML: the outer gradient evaluated at the adapted parameters
+        adapted = _core().adapt(params["policy"], maml.index(data, 0), 0.3)
+        outer = maml.index(data, 1)
+
+        def outer_loss(p):
+            logp = log_prob(NET.apply(p, outer.obs), outer.action, False)
+            return maml.surrogate_loss(logp, outer.old_log_prob, outer.advantage, outer.mask)
+
+        np.testing.assert_allclose(first, ravel_pytree(jax.grad(outer_loss)(adapted))[0])
+        assert np.linalg.norm(second - first) > 1e-2 * np.linalg.norm(first)
+
+
+def test_lvc_adds_the_sampling_curvature_term():
+    # theta' = theta - a grad L_in; d theta'/d theta = I - a H_in. The LVC Hessian adds
+    # -(1/n) sum_t A_t g_t g_t^T (g_t = grad log pi_t), so with g_out = grad L_out(theta'):
+    # grad_lvc - grad_vpg = a (1/n) sum_t A_t g_t (g_t . g_out).
+    with jax.enable_x64(True):
+        params = _params(jnp.float64)
+        data = _stacked([_batch(jax.random.key(i), dtype=jnp.float64) for i in range(2)])
+        config, alpha = maml.Config(), 0.3
+        vpg = jax.grad(_objective(_core(), config, data, (alpha,)))(params)
+        lvc = jax.grad(_objective(_core(inner_estimator="lvc"), config, data, (alpha,)))(params)
+        inner, outer = maml.index(data, 0), maml.index(data, 1)
+        adapted = _core().adapt(params["policy"], inner, alpha)
+        np.testing.assert_allclose(
+            ravel_pytree(_core(inner_estimator="lvc").adapt(params["policy"], inner, alpha))[0],
+            ravel_pytree(adapted)[0],
+        )  # same inner step
+
+        def outer_loss(p):
+            logp = log_prob(NET.apply(p, outer.obs), outer.action, False)
+            return maml.surrogate_loss(logp, outer.old_log_prob, outer.advantage, outer.mask)
+
+        g_out = ravel_pytree(jax.grad(outer_loss)(adapted))[0]
+        flat, unravel = ravel_pytree(params["policy"])
+        per_step = jax.jacobian(
+            lambda z: log_prob(NET.apply(unravel(z), inner.obs), inner.action, False)
+        )(flat)  # [T, N, P]
+        weights = inner.advantage * inner.mask / jnp.sum(inner.mask)
+        expected = alpha * jnp.einsum("tn,tnp,tn->p", weights, per_step, per_step @ g_out)
+        diff = ravel_pytree(lvc)[0] - ravel_pytree(vpg)[0]
+        np.testing.assert_allclose(diff, expected, rtol=1e-8, atol=1e-12)
+
+
+def test_meta_sgd_learning_rates_get_the_hand_derived_gradient():
+    # theta' = theta - lr * g_in (per parameter), so dL/dlr = -g_in * grad L_out(theta').
+    with jax.enable_x64(True):
+        params = _params(jnp.float64)
+        params["inner_lr"] = jax.tree.map(lambda p: jnp.full((1,) + p.shape, 0.3), params["policy"])
+        data = _stacked([_batch(jax.random.key(i), dtype=jnp.float64) for i in range(2)])
+        core = _core()
+        grad = jax.grad(_objective(core, maml.Config(), data, (0.3,)))(params)
+        inner, outer = maml.index(data, 0), maml.index(data, 1)
+        adapted = core.adapt(params["policy"], inner, 0.3)
+        np.testing.assert_allclose(
+            ravel_pytree(core.adapt(params["policy"], inner, maml.index(params["inner_lr"], 0)))[0],
+            ravel_pytree(adapted)[0],
+        )
+
+        def outer_loss(p):
+            logp = log_prob(NET.apply(p, outer.obs), outer.action, False)
+            return maml.surrogate_loss(logp, outer.old_log_prob, outer.advantage, outer.mask)
+
+        g_in = jax.grad(core.inner_loss)(params["policy"], inner)
+        g_out = jax.grad(outer_loss)(adapted)
+        expected = jax.tree.map(lambda a, b: (-a * b)[None], g_in, g_out)
+        np.testing.assert_allclose(
+            ravel_pytree(grad["inner_lr"])[0], ravel_pytree(expected)[0], rtol=1e-8
+        )
+
+
+def test_emaml_term_credits_the_pre_update_sampling_policy():
+    # At the sampling policy the exploration term's gradient is
+    # -w * explore_adv * grad mean_t log pi_theta(a_t | s_t) over the pre-update batch D_0.
+    with jax.enable_x64(True):
+        params = _params(jnp.float64)
+        data = _stacked(
+            [_batch(jax.random.key(0), dtype=jnp.float64, params=params)]
+            + [_batch(jax.random.key(1), dtype=jnp.float64)]
+        )
+        base, weight = maml.Config(), 0.5
+        emaml = dataclasses.replace(base, exploration_weight=weight)
+        g0 = ravel_pytree(jax.grad(_objective(_core(), base, data, (0.3,)))(params))[0]
+        g1 = ravel_pytree(jax.grad(_objective(_core(), emaml, data, (0.3,)))(params))[0]
+        inner = maml.index(data, 0)
+
+        def mean_logp(p):
+            logp = log_prob(NET.apply(p["policy"], inner.obs), inner.action, False)
+            return jnp.sum(logp * inner.mask) / jnp.sum(inner.mask)
+
+        expected = -weight * 0.7 * ravel_pytree(jax.grad(mean_logp)(params))[0]
+        np.testing.assert_allclose(g1 - g0, expected, rtol=1e-8, atol=1e-12)
+
+
+def test_promp_inner_kl_is_zero_at_the_sampling_policy_and_positive_away_from_it():
+    params = _params()
+    data = _stacked([_batch(jax.random.key(0), params=params), _batch(jax.random.key(1))])
+    config = maml.Config(inner_kl_coeff=1.0)
+    terms = maml.task_objective(_core(), config, params, data, jnp.zeros(()), (0.3,))
+    np.testing.assert_allclose(terms["inner_kl"], 0.0, atol=1e-6)
+    moved = jax.tree.map(lambda x: x + 0.05, params)
+    assert float(maml.task_objective(_core(), config, moved, data, 0.0, (0.3,))["inner_kl"]) > 1e-4
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_fisher_vector_product_equals_the_hessian_of_the_kl_through_adaptation(first_order):
+    # The sampling point: D_1's old distribution is the adapted policy's own output.
+    with jax.enable_x64(True):
+        core = _core(first_order=first_order)
+        params = _params(jnp.float64)
+        tasks = []
+        for task in range(2):
+            inner = _batch(jax.random.key(2 * task), dtype=jnp.float64)
+            adapted = core.adapt(params["policy"], inner, 0.3)
+            outer = _batch(
+                jax.random.key(2 * task + 1), dtype=jnp.float64, params={"policy": adapted}
+            )
+            tasks.append(_stacked([inner, outer]))
+        data = _stacked(tasks)  # [tasks=2, K+1=2, T, N, ...]
+        config = maml.Config()
+
+        def mean_kl(p):
+            terms = jax.vmap(maml.task_objective, in_axes=(None, None, None, 0, None, None))(
+                core, config, p, data, 0.0, (0.3,)
+            )
+            return jnp.mean(terms["kl"])
+
+        flat, unravel = ravel_pytree(params)
+        v = unravel(jax.random.normal(jax.random.key(5), flat.shape, flat.dtype))
+        exact = ravel_pytree(trpo.hvp(mean_kl, params, v))[0]
+        fvp = maml.make_fisher_vector_product(core, params, data, (0.3,))
+        np.testing.assert_allclose(ravel_pytree(fvp(v))[0], exact, rtol=1e-7, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- the learner
+
+
+@struct.dataclass
+class _Goal:
+    goal: jax.Array  # [2]
+
+
+@struct.dataclass
+class _PointState:
+    time: jax.Array
+    pos: jax.Array
+
+
+class _TinyPoint(MetaEnv):
+    """A 10-step 2D point mass that moves by its clipped action toward a task goal."""
+
+    horizon = 10
+
+    def reset_env(self, key, params):
+        return jnp.zeros((2,)), _PointState(time=jnp.int32(0), pos=jnp.zeros((2,)))
+
+    def step_env(self, key, state, action, params):
+        pos = state.pos + jnp.clip(action, -0.1, 0.1)
+        distance = jnp.linalg.norm(pos - params.goal)
+        return pos, _PointState(state.time + 1, pos), -distance, distance < 0.01, {}
+
+    def observation_space(self, params=None):
+        return spaces.Box(-jnp.inf, jnp.inf, (2,), jnp.float32)
+
+    def action_space(self, params=None):
+        return spaces.Box(-0.1, 0.1, (2,), jnp.float32)
+
+
+def _tiny_env():
+    def sample(key):
+        return _Goal(jax.random.uniform(key, (2,), minval=-0.5, maxval=0.5))
+
+    return _TinyPoint(), TaskDistribution(sample, num_test_tasks=8)
+
+
+SMALL = dict(num_tasks=4, num_trajectories=4, hidden_sizes=(8,), eval_trajectories=4)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"outer": "sgd"}, "unknown outer optimizer"),
+        ({"inner_estimator": "dice"}, "unknown inner_estimator"),
+        ({"num_inner_steps": 0}, "num_inner_steps"),
+        ({"activation": "nope"}, "unknown activation"),
+    ],
+)
+def test_bad_config_raises_one_line(options, message):
+    env, tasks = _tiny_env()
+    with pytest.raises(ConfigError, match=message) as error:
+        maml.make_learner(maml.Config(**options), env, tasks)
+    assert "\n" not in str(error.value)
+
+
+def test_trpo_train_step_respects_kl_and_evaluate_has_k_plus_one_columns():
+    env, tasks = _tiny_env()
+    config = maml.Config(**SMALL, num_inner_steps=2, eval_inner_steps=2, max_kl=0.02)
+    learner = maml.make_learner(config, env, tasks)
+    state = learner.init(jax.random.key(0))
+    step = jax.jit(learner.train_step)
+    for i in range(2):
+        state, metrics = step(state, jax.random.key(i))
+        assert 0.0 < float(metrics["kl"]) <= 0.02
+        assert float(metrics["loss_after"]) < float(metrics["loss"])
+    assert int(state.step) == 2
+    for leaf in jax.tree.leaves(state):  # checkpointable: arrays only, no PRNG keys
+        assert isinstance(leaf, jax.Array) and not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+    returns = jax.jit(learner.evaluate)(state, jax.random.key(1), tasks.test_tasks(3))
+    assert returns.shape == (3, 3) and bool(jnp.all(jnp.isfinite(returns)))
+    assert learner.adaptation_unit == "gradient step"
+    assert learner.env_steps_per_update == 4 * 4 * 10 * 3
+
+
+def test_ppo_outer_with_meta_sgd_updates_the_learning_rates():
+    env, tasks = _tiny_env()
+    config = maml.Config(**SMALL, outer="ppo", learn_inner_lr=True, outer_lr=1e-2)
+    learner = maml.make_learner(config, env, tasks)
+    state = learner.init(jax.random.key(0))
+    new_state, metrics = jax.jit(learner.train_step)(state, jax.random.key(1))
+    before = ravel_pytree(state.params["inner_lr"])[0]
+    after = ravel_pytree(new_state.params["inner_lr"])[0]
+    np.testing.assert_allclose(before, 0.1)
+    assert float(jnp.max(jnp.abs(after - before))) > 1e-4
+    assert float(metrics["loss_after"]) < float(metrics["loss"])
