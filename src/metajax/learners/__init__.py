@@ -17,6 +17,9 @@ _LEARNER_MODULES: dict[str, str] = {
     "rl2": "metajax.learners.rl2",
     "pearl": "metajax.learners.pearl",
     "sac": "metajax.learners.sac",
+    "maml": "metajax.learners.maml",
+    "promp": "metajax.learners.promp",
+    "emaml": "metajax.learners.emaml",
 }
 
 
