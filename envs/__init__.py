@@ -7,6 +7,7 @@ held-out test split. ``names()`` lists what ``make`` knows.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,6 +126,20 @@ register(
     make_gymnax_pendulum,
     "gymnax Pendulum-v1, pendulum mass and length ~ U[0.5, 2] per task (adapters.gymnax)",
 )
+
+# XLand-MiniGrid (optional extra metajax[xminigrid]): registered only where it is installed
+if importlib.util.find_spec("xminigrid") is not None:
+    _XMINIGRID = "metajax.envs.adapters.xminigrid"
+    register(
+        "xland-single-goal",
+        LazyFactory(_XMINIGRID, "make_xminigrid"),
+        "XLand-MiniGrid, a task is a ruleset (generated single-goal or a benchmark file)",
+    )
+    register(
+        "minigrid-fourrooms",
+        LazyFactory(_XMINIGRID, "make_minigrid"),
+        "XLand-MiniGrid's MiniGrid-FourRooms, a task is a layout (doors, start, goal)",
+    )
 
 # brax families: imported on first use (brax is slow and noisy to import)
 _LOCOMOTION = "metajax.envs.locomotion"

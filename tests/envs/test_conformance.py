@@ -21,9 +21,20 @@ BRAX_FAMILIES = (
 SMALL_OPTIONS: dict[str, dict] = {}
 # brax families: a short horizon, so that 2 horizons + 1 random steps stay cheap
 SMALL_OPTIONS.update({name: {"horizon": 10} for name in BRAX_FAMILIES})
+# gymnax and XLand-MiniGrid adapters: long default horizons (200-500 steps)
+SMALL_OPTIONS.update(
+    {
+        "gymnax-cartpole": {"horizon": 50},
+        "gymnax-pendulum": {"horizon": 50},
+        "xland-single-goal": {"horizon": 20},
+        "minigrid-fourrooms": {"horizon": 20},
+    }
+)
 # Families whose jit takes long on CPU (brax) run in the slow suite only.
 SLOW_FAMILIES: set[str] = set()
 SLOW_FAMILIES.update(BRAX_FAMILIES)
+# XLand-MiniGrid evaluates every rule type at each step: its jit takes 15+ s on CPU
+SLOW_FAMILIES.update({"xland-single-goal", "minigrid-fourrooms"})
 
 
 @pytest.mark.parametrize(
