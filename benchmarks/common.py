@@ -38,10 +38,13 @@ def device_slug() -> str:
 
 def run_metadata() -> dict:
     """The command, device, device count, jax version and date of this run."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if script.parent.name == "benchmarks":
+        launcher = f"python -m benchmarks.{script.stem}"
+    else:
+        launcher = f"python {script.name}"
     return {
-        "command": " ".join(
-            ["python"] + [Path(sys.argv[0]).name if sys.argv else ""] + sys.argv[1:]
-        ),
+        "command": " ".join([launcher] + sys.argv[1:]),
         "device": device_name(),
         "platform": jax.devices()[0].platform,
         "device_count": jax.device_count(),
