@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-RUN_DIR ?= runs/rl2-bandit
+RUN_DIR ?= runs/rl2-bandit-$(shell date +%Y%m%d-%H%M%S)
 SWEEP ?= benchmarks/sweeps/seeds.toml
 
 .PHONY: install train test test-all bench bench-gpu lint format sweep clean
@@ -16,7 +16,8 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 train: install
-	$(PY) -m metajax train rl2 --env bernoulli-bandit --run-dir $(RUN_DIR)
+	$(PY) -m metajax train rl2 --env bernoulli-bandit --env-options arms=5 \
+		--episodes-per-trial 10 --num-tasks 512 --num-updates 300 --run-dir $(RUN_DIR)
 
 test: install
 	$(PY) -m pytest -q
