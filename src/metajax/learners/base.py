@@ -45,6 +45,9 @@ class Learner(NamedTuple):
             or None when every leaf is replicated.
         make_train_step: ``make_train_step(axis_name) -> TrainStep``: the same step written
             for one shard of the task axis named ``axis_name`` (for ``jax.shard_map``).
+        act: optional ``act(state, carry, obs [B, ...], first [B], keys [B]) -> (carry,
+            action, extras)``, the trained policy as a ``rollout`` policy for notebooks; a
+            carry of None starts from fresh memory.
     """
 
     name: str
@@ -55,3 +58,4 @@ class Learner(NamedTuple):
     env_steps_per_update: int
     make_train_step: Callable[[str | None], TrainStep]
     state_partition: Callable[[State, str], Any] | None = None
+    act: Callable[..., tuple[Any, jax.Array, dict]] | None = None

@@ -263,6 +263,12 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
         )
         return episode_returns_in_trial(traj, mask, config.episodes_per_trial)
 
+    def act(state: State, carry, obs: jax.Array, first: jax.Array, keys: jax.Array):
+        """One step of the trained policy on trial observations [B, ...] (memory in carry)."""
+        if carry is None:
+            carry = networks.initial_carry(config.core, config.core_size, obs.shape[0])
+        return make_policy(config, network, state.params)(carry, obs, first, keys)
+
     return Learner(
         name="rl2",
         init=init,
@@ -271,4 +277,5 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
         adaptation_unit="episode",
         env_steps_per_update=config.num_tasks * num_steps,
         make_train_step=make_train_step,
+        act=act,
     )

@@ -73,3 +73,17 @@ def test_rl2_bad_config_is_one_clear_error(options, message):
     env, tasks = envs.make("bernoulli-bandit")
     with pytest.raises(ConfigError, match=message):
         rl2.make_learner(rl2.Config(**options), env, tasks).init(jax.random.key(0))
+
+
+def test_act_runs_the_policy_with_memory():
+    env, tasks = envs.make("bernoulli-bandit", arms=3)
+    learner = rl2.make_learner(
+        rl2.Config(num_tasks=4, core_size=8, hidden_sizes=(8,), num_minibatches=1), env, tasks
+    )
+    state = learner.init(jax.random.key(0))
+    obs = np.zeros((4, 1 + 3 + 2), np.float32)
+    keys = jax.random.split(jax.random.key(1), 4)
+    carry, action, extras = learner.act(state, None, obs, np.ones(4, bool), keys)
+    assert action.shape == (4,) and set(extras) == {"log_prob", "value"}
+    carry2, _, _ = learner.act(state, carry, obs + 1, np.zeros(4, bool), keys)
+    assert not np.allclose(np.asarray(carry), np.asarray(carry2))
