@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 
 import jax
@@ -23,6 +24,24 @@ from metajax.errors import ConfigError
 from metajax.rollout import episode_returns, reset, rollout
 
 MOVES = np.asarray(DIRECTIONS)
+
+# one env per family for the tests below (random starts, position observed for the oracle)
+FAMILIES = {
+    name: envs.make(name, random_start=True, observe_position=True)
+    for name in ["maze", "random-maze"]
+}
+
+
+@functools.cache
+def split_of(name: str, n: int) -> MazeParams:
+    """The family's first ``n`` test tasks, sampled under one jit (faster than eager)."""
+    return jax.jit(lambda: FAMILIES[name][1].test_tasks(n))()
+
+
+@functools.cache
+def oracle_values(name: str, n: int) -> jax.Array:
+    env = FAMILIES[name][0]
+    return jax.jit(env.oracle_episode_return)(split_of(name, n))
 
 
 def numpy_bfs(walls: np.ndarray, goal) -> np.ndarray:
@@ -61,15 +80,14 @@ def test_carved_maze_is_a_perfect_maze(seed, maze_size):
 
 
 def test_carved_layouts_differ_between_tasks():
-    walls = jax.vmap(_carve, (0, None))(jax.random.split(jax.random.key(0), 16), 9)
-    distinct = {np.asarray(w).tobytes() for w in walls}
+    keys = jax.random.split(jax.random.key(0), 16)
+    distinct = {np.asarray(_carve(key, 9)).tobytes() for key in keys}  # reuses the size-9 jit
     assert len(distinct) > 12
 
 
 @pytest.mark.parametrize("name", ["maze", "random-maze"])
 def test_bfs_matches_numpy(name):
-    _, tasks = envs.make(name)
-    params = tasks.test_tasks(8)
+    params = split_of(name, 16)
     ours = np.asarray(jax.jit(jax.vmap(goal_distances))(params.walls, params.goal))
     for walls, goal, distance in zip(
         np.asarray(params.walls), np.asarray(params.goal), ours, strict=True
@@ -93,7 +111,7 @@ def numpy_step(walls, goal, position, action, time, horizon, decay=0.9):
 
 def _episode_fn(name):
     """Jitted once per family: sample a task from a seed, run a fixed action sequence."""
-    env, tasks = envs.make(name, random_start=True)
+    env, tasks = FAMILIES[name]
 
     @jax.jit
     def run(seed, actions):
@@ -133,6 +151,7 @@ def test_dynamics_match_numpy(name, seed):
             walls, goal, position, action, t, env.horizon
         )
         np.testing.assert_array_equal(np.asarray(positions[t]), position)
+        ref_obs = np.concatenate([ref_obs, position / (env.side - 1)]).astype(np.float32)
         np.testing.assert_array_equal(np.asarray(obs[t]), ref_obs)
         np.testing.assert_allclose(float(rewards[t]), ref_reward, rtol=1e-6)
         assert bool(terminated[t]) == ref_done
@@ -144,8 +163,8 @@ def test_dynamics_match_numpy(name, seed):
 def test_oracle_return_matches_oracle_rollout(name):
     """The shortest-path value equals the return of a policy that follows the distance map
     (it reads its position from ``observe_position``); a random policy never beats it."""
-    env, tasks = envs.make(name, random_start=True, observe_position=True)
-    params = tasks.test_tasks(16)
+    env, _ = FAMILIES[name]
+    params = split_of(name, 16)
     keys = jax.random.split(jax.random.key(0), 16)
 
     distance = jax.vmap(goal_distances)(params.walls, params.goal)  # [tasks, side, side]
@@ -166,7 +185,7 @@ def test_oracle_return_matches_oracle_rollout(name):
         ]
 
     oracle_returns, random_returns = first_returns()
-    oracle_value = env.oracle_episode_return(params)
+    oracle_value = oracle_values(name, 16)
     assert np.all(np.asarray(oracle_value) > 0)
     np.testing.assert_allclose(oracle_returns, oracle_value, rtol=1e-6)
     # oracle_action (which computes its own map) agrees with the greedy step on the start
@@ -179,9 +198,9 @@ def test_oracle_return_matches_oracle_rollout(name):
 def test_task_stays_fixed_across_resets_in_a_trial():
     """In a 3-episode trial every episode restarts at the task's start with the same goal and
     layout: the oracle earns its shortest-path value in each episode."""
-    env, tasks = envs.make("random-maze", random_start=True, observe_position=True)
+    env, _ = FAMILIES["random-maze"]
     trial = envs.TrialWrapper(env, episodes_per_trial=3)
-    params = tasks.test_tasks(8)
+    params = split_of("random-maze", 16)
     width = env.observation_space().shape[0]
     distance = jax.vmap(goal_distances)(params.walls, params.goal)  # [tasks, side, side]
 
@@ -189,7 +208,7 @@ def test_task_stays_fixed_across_resets_in_a_trial():
         position = jnp.round(obs[:, width - 2 : width] * (env.side - 1)).astype(jnp.int32)
         return carry, jax.vmap(greedy_action)(distance, position), {}
 
-    keys = jax.random.split(jax.random.key(0), 8)
+    keys = jax.random.split(jax.random.key(0), 16)
     run = jax.jit(
         lambda keys: rollout(
             trial, policy, reset(trial, params, keys), params, keys, trial.horizon
@@ -201,20 +220,19 @@ def test_task_stays_fixed_across_resets_in_a_trial():
     per_episode = jnp.einsum(
         "tb,tbk->bk", transitions.reward, jax.nn.one_hot(index, 3, dtype=jnp.float32)
     )
-    oracle = env.oracle_episode_return(params)
+    oracle = oracle_values("random-maze", 16)
     np.testing.assert_allclose(per_episode, jnp.stack([oracle] * 3, -1), rtol=1e-6)
-    np.testing.assert_allclose(
-        episode_returns(transitions, 1)[:, 0], trial.oracle_episode_return(params), rtol=1e-5
-    )
+    np.testing.assert_allclose(episode_returns(transitions, 1)[:, 0], 3 * oracle, rtol=1e-5)
 
 
 def test_fixed_layout_is_the_pillar_room():
     _, tasks = envs.make("maze")
-    walls = np.asarray(tasks.test_tasks(4).walls)
+    params = jax.jit(lambda: tasks.test_tasks(4))()
+    walls = np.asarray(params.walls)
     assert np.all(walls == walls[0])
     inner = walls[0, 1:-1, 1:-1]
     assert inner[1::2, 1::2].all() and (~inner).sum() == 49 - 9
-    np.testing.assert_array_equal(np.asarray(tasks.test_tasks(4).start), [[5, 5]] * 4)
+    np.testing.assert_array_equal(np.asarray(params.start), [[5, 5]] * 4)
 
 
 def test_oracle_value_by_hand():

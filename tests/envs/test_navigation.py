@@ -62,6 +62,20 @@ def _episode_fn(env):
 
 _EPISODE_FNS = {name: _episode_fn(envs.make(name)[0]) for name in NAMES}
 
+
+def _sampler(name):
+    _, tasks = envs.make(name)
+
+    @jax.jit
+    def sample(key):
+        ood = jax.vmap(tasks.sample_ood_task)(jax.random.split(key, 64))
+        return tasks.sample(key, 64).goal, ood.goal
+
+    return sample
+
+
+_SAMPLERS = {name: _sampler(name) for name in NAMES}
+
 coordinate = st.floats(-1.25, 1.25, allow_nan=False, width=32)
 
 
@@ -97,10 +111,7 @@ def test_reward_matches_numpy_reference(name, goal, seed, scale):
 @given(seed=st.integers(0, 2**31 - 1))
 def test_task_samples_are_valid(name, seed):
     """Goals lie in the declared range; OOD goals lie outside the training range."""
-    env, tasks = envs.make(name)
-    key = jax.random.key(seed)
-    goal = np.asarray(tasks.sample(key, 64).goal)
-    ood = np.asarray(jax.vmap(tasks.sample_ood_task)(jax.random.split(key, 64)).goal)
+    goal, ood = map(np.asarray, _SAMPLERS[name](jax.random.key(seed)))
     assert goal.shape == (64, 2) and np.all(np.isfinite(goal))
     if name == "nav2d":
         assert np.all(np.abs(goal) <= 0.5)
@@ -116,7 +127,7 @@ def test_ood_ring_is_uniform():
     """Uniform on the ring (area 4 - 1 = 3): the part with |g|_inf <= 0.75 has area
     1.5^2 - 1 = 1.25, so it holds 1.25 / 3 of the goals; the quadrants are equally likely."""
     _, tasks = envs.make("nav2d")
-    goal = np.asarray(tasks.ood_test_tasks(20000).goal)
+    goal = np.asarray(jax.jit(lambda: tasks.ood_test_tasks(20000).goal)())
     inner = np.max(np.abs(goal), axis=-1) <= 0.75
     assert abs(inner.mean() - 1.25 / 3.0) < 0.02
     assert abs((goal[:, 0] > 0).mean() - 0.5) < 0.02 and abs((goal[:, 1] > 0).mean() - 0.5) < 0.02
@@ -143,24 +154,27 @@ def _oracle_policy(env, params):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_oracle_return_matches_oracle_rollout(name):
-    """The closed-form oracle return equals the oracle policy's rolled-out return."""
+    """The closed-form oracle return equals the oracle policy's rolled-out return, and a random
+    policy never beats it."""
     env, tasks = envs.make(name)
-    params = tasks.test_tasks(16)
-    policy = _oracle_policy(env, params)
-    keys = jax.random.split(jax.random.key(0), 16)
-    run = jax.jit(
-        lambda keys: rollout(env, policy, reset(env, params, keys), params, keys, env.horizon)[1]
-    )
-    returns = episode_returns(run(keys), 1)[:, 0]
-    np.testing.assert_allclose(returns, env.oracle_episode_return(params), rtol=1e-4, atol=1e-4)
-    # and no random policy beats it
-    keys = jax.random.split(jax.random.key(1), 16)
 
     def random_policy(carry, obs, first, keys):
         return carry, jax.vmap(env.action_space().sample)(keys), {}
 
-    random = rollout(env, random_policy, reset(env, params, keys), params, keys, env.horizon)[1]
-    assert np.all(episode_returns(random, 1)[:, 0] <= env.oracle_episode_return(params) + 1e-4)
+    @jax.jit
+    def run(keys):
+        params = tasks.test_tasks(16)
+        returns = [
+            episode_returns(
+                rollout(env, policy, reset(env, params, keys), params, keys, env.horizon)[1], 1
+            )[:, 0]
+            for policy in (_oracle_policy(env, params), random_policy)
+        ]
+        return (*returns, env.oracle_episode_return(params))
+
+    oracle_returns, random_returns, oracle = run(jax.random.split(jax.random.key(0), 16))
+    np.testing.assert_allclose(oracle_returns, oracle, rtol=1e-4, atol=1e-4)
+    assert np.all(random_returns <= oracle + 1e-4)
 
 
 def test_nav2d_oracle_closed_form_by_hand():
