@@ -60,10 +60,8 @@ def _is_brax(env) -> bool:
     return hasattr(env, "brax_env")
 
 
-def _timed_scan(
-    step: Callable, init: Callable, batch: int, num_steps: int, repeats: int
-) -> dict[str, float]:
-    """Compiles and times ``num_steps`` batched steps; returns compile s, run s, steps/s.
+def _compile(step: Callable, init: Callable, num_steps: int) -> tuple[Callable, float]:
+    """Compiles ``num_steps`` batched steps; returns the executable and the compile seconds.
 
     ``init(key) -> state`` builds the batched state; ``step(state, key) -> (state, obs,
     reward)`` steps the whole batch once (actions drawn inside). Observations and rewards are
@@ -82,29 +80,42 @@ def _timed_scan(
         carry = (init(key_init), jnp.float32(0))
         return jax.lax.scan(one_step, carry, jax.random.split(key_run, num_steps))[0]
 
-    key = jax.random.key(0)
     start = time.perf_counter()
-    compiled = jax.jit(run).lower(key).compile()
-    compile_s = time.perf_counter() - start
-    jax.block_until_ready(compiled(jax.random.key(1)))  # warm-up
-    times: list[float] = []
-    # at least `repeats` runs and MIN_TIMED_S in all: short runs on a shared machine are noisy
-    while len(times) < repeats or sum(times) < MIN_TIMED_S:
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(jax.random.key(2 + len(times))))
-        times.append(time.perf_counter() - start)
-    run_s = min(times)
-    return {
-        "batch": batch,
-        "num_steps": num_steps,
-        "compile_s": round(compile_s, 3),
-        "run_s": round(run_s, 6),
-        "timed_runs": len(times),
-        "steps_per_s": batch * num_steps / run_s,
-    }
+    compiled = jax.jit(run).lower(jax.random.key(0)).compile()
+    return compiled, time.perf_counter() - start
 
 
-def _ours(env, tasks, batch: int, num_steps: int, repeats: int) -> dict[str, float]:
+def _measure(
+    variants: list[tuple[Callable, Callable]], batch: int, num_steps: int, repeats: int
+) -> list[dict[str, float]]:
+    """Compiles and times each ``(step, init)`` variant; timed runs alternate between them.
+
+    Alternating keeps a shared machine's changing load from favouring one variant. Each
+    variant gets at least ``repeats`` runs and ``MIN_TIMED_S`` seconds; the best run counts.
+    """
+    compiled = [_compile(step, init, num_steps) for step, init in variants]
+    for executable, _ in compiled:
+        jax.block_until_ready(executable(jax.random.key(1)))  # warm-up
+    times: list[list[float]] = [[] for _ in compiled]
+    while min(len(t) for t in times) < repeats or min(sum(t) for t in times) < MIN_TIMED_S:
+        for (executable, _), runs in zip(compiled, times, strict=True):
+            start = time.perf_counter()
+            jax.block_until_ready(executable(jax.random.key(2 + len(runs))))
+            runs.append(time.perf_counter() - start)
+    return [
+        {
+            "batch": batch,
+            "num_steps": num_steps,
+            "compile_s": round(compile_s, 3),
+            "run_s": round(min(runs), 6),
+            "timed_runs": len(runs),
+            "steps_per_s": batch * num_steps / min(runs),
+        }
+        for (_, compile_s), runs in zip(compiled, times, strict=True)
+    ]
+
+
+def _ours(env, tasks, batch: int) -> tuple[Callable, Callable]:
     """Our env: one task per env, per-task params, gymnax auto-reset."""
     params = tasks.sample(jax.random.key(42), batch)
     space = env.action_space()
@@ -120,10 +131,10 @@ def _ours(env, tasks, batch: int, num_steps: int, repeats: int) -> dict[str, flo
         )
         return state, obs, reward
 
-    return _timed_scan(step, init, batch, num_steps, repeats)
+    return step, init
 
 
-def _raw_gymnax(name: str, batch: int, num_steps: int, repeats: int) -> dict[str, float]:
+def _raw_gymnax(name: str, batch: int) -> tuple[Callable, Callable]:
     """A gymnax env with its default params shared by the batch, as gymnax benchmarks it."""
     import gymnax
 
@@ -142,10 +153,10 @@ def _raw_gymnax(name: str, batch: int, num_steps: int, repeats: int) -> dict[str
         )
         return state, obs, reward
 
-    return _timed_scan(step, init, batch, num_steps, repeats)
+    return step, init
 
 
-def _raw_brax(env, batch: int, num_steps: int, repeats: int) -> dict[str, float]:
+def _raw_brax(env, batch: int) -> tuple[Callable, Callable]:
     """The brax env we wrap, with brax's EpisodeWrapper + AutoResetWrapper (its training setup)."""
     from brax.envs.wrappers.training import AutoResetWrapper, EpisodeWrapper
 
@@ -160,7 +171,7 @@ def _raw_brax(env, batch: int, num_steps: int, repeats: int) -> dict[str, float]
         state = jax.vmap(raw.step)(state, action)
         return state, state.obs, state.reward
 
-    return _timed_scan(step, init, batch, num_steps, repeats)
+    return step, init
 
 
 def _device() -> dict[str, str]:
@@ -201,7 +212,8 @@ def _markdown(report: dict) -> str:
         f"- jax {meta['jax_version']}, {meta['date']}",
         f"- {meta['num_steps']} steps per timed run, best of at least {meta['repeats']} runs"
         f" and {MIN_TIMED_S} s; random actions;"
-        " steps/s counts env steps (batch x steps)",
+        " steps/s counts env steps (batch x steps); ours and the reference are timed in"
+        " alternation",
         "",
         "## Wrapper overhead (same batch, same device)",
         "",
@@ -292,14 +304,18 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         batch = args.brax_batch if brax else args.batch
         max_tasks = args.brax_max_tasks if brax else args.max_tasks
-        result: dict = {"ours": _ours(env, tasks, batch, args.num_steps, args.repeats)}
+        variants = [_ours(env, tasks, batch)]
+        result: dict = {}
         if brax:
             result["reference"] = f"brax {env.brax_env.__class__.__name__} ({env.brax_env.backend})"
-            result["raw"] = _raw_brax(env, batch, args.num_steps, args.repeats)
+            variants.append(_raw_brax(env, batch))
         elif name in GYMNAX_REFERENCE:
             result["reference"] = f"gymnax {GYMNAX_REFERENCE[name]}"
-            result["raw"] = _raw_gymnax(GYMNAX_REFERENCE[name], batch, args.num_steps, args.repeats)
-        if "raw" in result:
+            variants.append(_raw_gymnax(GYMNAX_REFERENCE[name], batch))
+        measured = _measure(variants, batch, args.num_steps, args.repeats)
+        result["ours"] = measured[0]
+        if len(measured) > 1:
+            result["raw"] = measured[1]
             result["overhead"] = result["raw"]["steps_per_s"] / result["ours"]["steps_per_s"] - 1
         if brax:  # the reference is the env we wrap: the overhead is the wrapper's
             result["overhead_within_target"] = result["overhead"] <= OVERHEAD_TARGET
@@ -316,7 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["scaling"] = []
         count = 1
         while count <= max_tasks:
-            row = _ours(env, tasks, count, args.num_steps, args.repeats)
+            row = _measure([_ours(env, tasks, count)], count, args.num_steps, args.repeats)[0]
             result["scaling"].append(row)
             print(
                 f"  {count:>6} tasks: {row['steps_per_s']:.3g} steps/s"
