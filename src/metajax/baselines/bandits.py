@@ -120,6 +120,7 @@ def gittins_table(
             l0, l1 = lam[above - 1, 0], lam[above, 0]
             table[successes, level - successes] = l0 + a0 / (a0 - a1) * (l1 - l0)
         values = np.maximum(retire, pull)
+    table.setflags(write=False)  # cached: shared by every caller
     return table
 
 
@@ -217,12 +218,10 @@ def bayes_optimal_policy(arms: int, pulls: int) -> BayesOptimalPolicy:
                 order.append(nxt)
             links.append(index[nxt])
         next_node.append(links)
-    return BayesOptimalPolicy(
-        np.asarray(pull_s, np.int32),
-        np.asarray(pull_f, np.int32),
-        np.asarray(next_node, np.int32),
-        value,
-    )
+    arrays = [np.asarray(x, np.int32) for x in (pull_s, pull_f, next_node)]
+    for array in arrays:
+        array.setflags(write=False)  # cached: shared by every caller
+    return BayesOptimalPolicy(*arrays, value)
 
 
 # POLICIES

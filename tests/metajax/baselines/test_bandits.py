@@ -53,8 +53,15 @@ def _numpy_totals(policy: str, probs: np.ndarray, uniforms: np.ndarray, c: float
     return totals, near_tie
 
 
-@pytest.mark.parametrize("arms, pulls", [(5, 100), (10, 10)])
-@pytest.mark.parametrize("policy, c", [("greedy", 0.0), ("ucb1", 0.2), ("ucb1", 1.0)])
+@pytest.mark.parametrize(
+    "policy, c, arms, pulls",
+    [
+        ("greedy", 0.0, 5, 100),
+        ("greedy", 0.0, 10, 10),
+        ("ucb1", 0.2, 5, 100),
+        ("ucb1", 1.0, 10, 10),
+    ],
+)
 def test_matches_numpy_loop_on_shared_draws(policy, c, arms, pulls):
     probs, uniforms = _draws(1000, arms, pulls, seed=arms)
     options = {"c": c} if policy == "ucb1" else {}
