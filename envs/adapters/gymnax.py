@@ -65,6 +65,7 @@ class GymnaxTaskAdapter(MetaEnv):
         derive: maps full gymnax params to consistent ones after the fields are set.
         horizon: episode length; default the env's default ``max_steps_in_episode``.
         default_params: the env's params to start from (default: the env's defaults).
+        oracle_return: the task-aware optimal episode return, where one is known.
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class GymnaxTaskAdapter(MetaEnv):
         derive: Callable[[Any], Any] | None = None,
         horizon: int | None = None,
         default_params: Any | None = None,
+        oracle_return: Callable[[GymnaxTask], jax.Array] | None = None,
     ):
         if isinstance(env, str):
             if env not in gymnax.registered_envs:
@@ -98,6 +100,7 @@ class GymnaxTaskAdapter(MetaEnv):
             if not low <= high:
                 raise ValueError(f"randomize['{field}'] needs low <= high, got ({low}, {high})")
         self.derive = derive
+        self.oracle_return = oracle_return
         if horizon is None:
             horizon = int(getattr(params, "max_steps_in_episode", 0))
             if horizon < 1:
@@ -156,6 +159,10 @@ class GymnaxTaskAdapter(MetaEnv):
     def action_space(self, params: GymnaxTask | None = None) -> spaces.Space:
         return self._action_space
 
+    def oracle_episode_return(self, params: GymnaxTask) -> jax.Array | None:
+        """The family's known optimal return (``oracle_return``), else None."""
+        return None if self.oracle_return is None else self.oracle_return(params)
+
     def sample_task(self, key: jax.Array) -> GymnaxTask:
         """Draws each randomized field from its ``U[low, high]``."""
         keys = jax.random.split(key, len(self.randomize))
@@ -175,13 +182,14 @@ def make_gymnax_task_family(
     num_train_tasks: int | None = None,
     num_test_tasks: int = 1000,
     split_seed: int = 0,
+    oracle_return: Callable[[GymnaxTask], jax.Array] | None = None,
 ) -> tuple[GymnaxTaskAdapter, TaskDistribution]:
     """A gymnax env as a task family over its ``randomize``d EnvParams fields."""
     if num_train_tasks is not None and num_train_tasks < 1:
         raise ValueError(f"num_train_tasks must be at least 1 or None, got {num_train_tasks}")
     if num_test_tasks < 1:
         raise ValueError(f"num_test_tasks must be at least 1, got {num_test_tasks}")
-    adapter = GymnaxTaskAdapter(env, randomize, derive, horizon)
+    adapter = GymnaxTaskAdapter(env, randomize, derive, horizon, oracle_return=oracle_return)
     tasks = TaskDistribution(
         adapter.sample_task,
         num_train_tasks=num_train_tasks,
@@ -208,12 +216,17 @@ def make_gymnax_cartpole(
     num_test_tasks: int = 1000,
     split_seed: int = 0,
 ) -> tuple[GymnaxTaskAdapter, TaskDistribution]:
-    """gymnax CartPole-v1 with pole half-length, pole mass and cart mass drawn per task."""
+    """gymnax CartPole-v1 with pole half-length, pole mass and cart mass drawn per task.
+
+    Oracle: every step pays 1 until the pole falls, so the best return is the horizon; a
+    task-aware LQR controller (force sign of -K s) attains it on every task in the default
+    ranges (tests/envs/adapters/test_gymnax.py).
+    """
     randomize = {"length": length, "masspole": masspole, "masscart": masscart}
     for field, (low, _) in randomize.items():
         if low <= 0:
             raise ValueError(f"{field} range must be positive, got {randomize[field]}")
-    return make_gymnax_task_family(
+    env, tasks = make_gymnax_task_family(
         "CartPole-v1",
         randomize,
         cartpole_derive,
@@ -222,6 +235,12 @@ def make_gymnax_cartpole(
         num_test_tasks,
         split_seed,
     )
+
+    def oracle_return(task: GymnaxTask) -> jax.Array:
+        return jnp.full(jnp.shape(task.values["length"]), float(env.horizon), jnp.float32)
+
+    env.oracle_return = oracle_return
+    return env, tasks
 
 
 def make_gymnax_pendulum(

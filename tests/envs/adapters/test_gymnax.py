@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import metajax.envs as envs
 from metajax.envs.adapters.gymnax import GymnaxTask, make_gymnax_task_family
 from metajax.errors import ConfigError
+from metajax.rollout import episode_returns, reset, rollout
 from tests.envs.conformance import check_env_conformance
 
 NAMES = ["gymnax-cartpole", "gymnax-pendulum"]
@@ -136,3 +137,54 @@ def test_bad_adapter_arguments(kwargs, message):
 def test_bad_registered_options_are_config_errors():
     with pytest.raises(ConfigError, match="gymnax-cartpole"):
         envs.make("gymnax-cartpole", length=(0.0, 1.0))
+
+
+def _lqr_gain(env, task):
+    """Discrete-time LQR gain of the task's cartpole, linearized upright (gym's equations)."""
+    full = env.full_params(task)
+    total = full.masscart + full.masspole
+    denominator = full.length * (4.0 / 3.0 - full.masspole / total)
+    theta_acc_theta = full.gravity / denominator
+    theta_acc_force = -1.0 / (total * denominator)
+    x_acc_theta = -full.masspole * full.length * theta_acc_theta / total
+    x_acc_force = 1.0 / total - full.masspole * full.length * theta_acc_force / total
+    a = jnp.array([[0, 1, 0, 0], [0, 0, x_acc_theta, 0], [0, 0, 0, 1], [0, 0, theta_acc_theta, 0]])
+    a = jnp.eye(4) + full.tau * a  # Euler, as the env integrates
+    b = full.tau * jnp.array([[0.0], [x_acc_force], [0.0], [theta_acc_force]])
+    q, r = jnp.diag(jnp.array([1.0, 1.0, 10.0, 1.0])), jnp.array([[0.01]])
+
+    def riccati(p, _):
+        gain = jnp.linalg.solve(r + b.T @ p @ b, b.T @ p @ a)
+        return q + a.T @ p @ (a - b @ gain), None
+
+    p, _ = jax.lax.scan(riccati, q, None, length=1000)
+    return jnp.linalg.solve(r + b.T @ p @ b, b.T @ p @ a)[0]
+
+
+def test_cartpole_oracle_is_attained_by_a_task_aware_controller():
+    """The oracle (the horizon) is the return of an LQR controller that knows the task, on
+    every one of 32 test tasks."""
+    env, tasks = envs.make("gymnax-cartpole")
+
+    @jax.jit
+    def returns(keys):
+        params = tasks.test_tasks(32)
+        gains = jax.vmap(lambda t: _lqr_gain(env, t))(params)
+
+        def policy_with(gains):
+            def policy(carry, obs, first, keys):
+                return carry, (jnp.sum(gains * obs, -1) < 0).astype(jnp.int32), {}
+
+            return policy
+
+        def first_returns(policy):
+            state = reset(env, params, keys)
+            out = rollout(env, policy, state, params, keys, env.horizon)[1]
+            return episode_returns(out, 1)[:, 0]
+
+        return first_returns(policy_with(gains)), env.oracle_episode_return(params)
+
+    achieved, oracle = returns(jax.random.split(jax.random.key(0), 32))
+    np.testing.assert_array_equal(oracle, np.full(32, 500.0, np.float32))
+    np.testing.assert_array_equal(achieved, oracle)
+    assert envs.make("gymnax-pendulum")[0].oracle_episode_return(None) is None
