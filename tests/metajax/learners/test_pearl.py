@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import metajax.envs as envs
+from metajax import replay
 from metajax.errors import ConfigError
 from metajax.learners import pearl
 from tests.metajax.learner_checks import check_sharded_matches_single
@@ -146,3 +147,118 @@ def test_checkpoint_resume_is_exact(tmp_path):
     # the buffers really are in the checkpoint: both hold the same, non-empty data
     assert int(jnp.sum(restored.rl_buffer.size)) > 0
     np.testing.assert_array_equal(restored.rl_buffer.data.obs, state.rl_buffer.data.obs)
+
+
+# ----------------------------------------------------------------------------- learning
+
+LEARN = pearl.Config(
+    num_tasks=8,
+    batch_size=64,
+    context_batch_size=64,
+    gradient_steps=100,
+    collect_tasks=4,
+    initial_steps=200,
+    prior_steps=100,
+    posterior_steps=100,
+    gamma=0.9,
+    kl_weight=0.01,
+    auto_temperature=True,
+    actor_lr=1e-3,
+    critic_lr=1e-3,
+    encoder_lr=1e-3,
+    temperature_lr=1e-3,
+    hidden_sizes=(64, 64),
+    encoder_hidden_sizes=(32, 32),
+)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """PEARL after 120 iterations (12k gradient steps) on the dense point robot."""
+    env, tasks = envs.make("point-robot-dense")
+    learner = pearl.make_learner(LEARN, env, tasks)
+    state = jax.jit(learner.init)(jax.random.key(0))
+    chunk = jax.jit(lambda s, k: jax.lax.scan(learner.train_step, s, jax.random.split(k, 40)))
+    for i in range(3):
+        state, metrics = chunk(state, jax.random.key(100 + i))
+    assert np.all(np.isfinite(jax.tree.leaves(metrics)))
+    return env, tasks, learner, state
+
+
+@pytest.mark.slow
+def test_pearl_posterior_beats_prior_on_held_out_tasks(trained):
+    env, tasks, learner, state = trained
+    test = tasks.test_tasks()  # the 20 held-out tasks
+    returns = jax.jit(learner.evaluate)(state, jax.random.key(7), test)  # [20, K=3]
+    by_episode = np.asarray(jnp.mean(returns, axis=0))
+    oracle = float(jnp.mean(env.oracle_episode_return(test)))
+    # standing still returns -20, the oracle about -3.8; episode 1 acts on z from the prior,
+    # episode 3 on the posterior of episodes 1-2
+    assert by_episode[2] > by_episode[0] + 3.0, by_episode
+    assert by_episode[2] > -12.0 and oracle > by_episode[2], (by_episode, oracle)
+
+
+def prior_z_context(env, state, task_params, key, episodes: int) -> replay.Experience:
+    """Transitions [n, episodes * H] of the trained policy acting on z ~ N(0, I) per episode."""
+    from metajax import rollout
+    from metajax.learners import sac
+
+    n = task_params.goal.shape[0]
+    actor = sac.TanhGaussianActor(2, LEARN.hidden_sizes)
+    chunks = []
+    for e in range(episodes):
+        key_z, key_run = jax.random.split(jax.random.fold_in(key, e))
+        z = jax.random.normal(key_z, (n, LEARN.latent_size))
+
+        def policy(carry, obs, first, keys, z=z):
+            mean, log_std = actor.apply(state.params.actor, jnp.concatenate([obs, z], -1))
+            unit, _ = sac.sample_tanh_gaussian(sac.normal_per_env(keys, (2,)), mean, log_std)
+            return carry, 0.1 * unit, {"unit_action": unit}
+
+        keys = jax.random.split(key_run, n)
+        start = rollout.reset(env, task_params, keys)
+        _, traj = rollout.rollout(env, policy, start, task_params, keys, env.horizon)
+        chunks.append(sac.time_to_items(sac.to_experience(traj)))
+    return jax.tree.map(lambda *x: jnp.concatenate(x, axis=1), *chunks)
+
+
+def encoder_task_identification(env, tasks, state) -> dict[int, tuple[float, float]]:
+    """For context sizes c: (mean goal error of the task identified from c transitions,
+    mean log q_c(z*_own) - log q_c(z*_other)), where z*_i is task i's posterior mean given
+    100 other transitions of task i and the identified task maximizes log q_c(z*_j)."""
+    encoder = pearl.ContextEncoder(LEARN.latent_size, LEARN.encoder_hidden_sizes)
+    task_params = jax.tree.map(
+        lambda a, b: jnp.concatenate([a, b]), tasks.train_tasks(), tasks.test_tasks()
+    )  # all 100 tasks of the family
+    goals = np.asarray(task_params.goal)
+    encode = lambda items: encoder.apply(
+        state.params.encoder, pearl.context_features(items, LEARN.context_next_obs)
+    )
+    reference = encode(prior_z_context(env, state, task_params, jax.random.key(1), 5))
+    z_star, _ = pearl.product_of_gaussians(*reference)  # [100, L]
+    factors = encode(prior_z_context(env, state, task_params, jax.random.key(2), 1))  # 20 steps
+    out = {}
+    for size in (1, 5, 20):
+        mean, var = pearl.product_of_gaussians(factors[0][:, :size], factors[1][:, :size])
+        # log q_c,i(z*_j) up to a constant: [i, j]
+        loglik = -0.5 * jnp.sum(
+            (z_star[None] - mean[:, None]) ** 2 / var[:, None] + jnp.log(var[:, None]), -1
+        )
+        loglik = np.asarray(loglik)
+        own = np.diag(loglik)
+        other = (loglik.sum(1) - own) / (loglik.shape[1] - 1)
+        identified = loglik.argmax(1)
+        error = np.linalg.norm(goals[identified] - goals, axis=1).mean()
+        out[size] = (float(error), float(np.mean(own - other)))
+    return out
+
+
+@pytest.mark.slow
+def test_encoder_posterior_moves_toward_the_task_as_context_grows(trained):
+    env, tasks, _, state = trained
+    result = encoder_task_identification(env, tasks, state)
+    (e1, m1), (e5, m5), (e20, m20) = result[1], result[5], result[20]
+    # goals lie on a radius-1 half circle: a random pick is 0.93 away on average.
+    # Measured (seed 0): errors 0.63, 0.35, 0.28; margins 1, 78, 433.
+    assert e20 < e5 < e1 and e20 < 0.4, result
+    assert 0 < m1 < m5 < m20, result
