@@ -21,6 +21,7 @@ commands:
   train LEARNER --env ENV [options]   train a learner (metajax train LEARNER --help)
   evaluate RUN_DIR [options]          few-shot evaluation of a run's latest checkpoint
   list                                the learners and envs metajax knows
+  sweep FILE.toml [--out DIR]         a grid of training runs from a TOML file (metajax.sweep)
 """
 
 
@@ -233,7 +234,34 @@ def list_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train_command, "evaluate": evaluate_command, "list": list_command}
+@dataclasses.dataclass(frozen=True)
+class SweepArgs:
+    """Options of ``metajax sweep FILE.toml``."""
+
+    out: str | None = None  # results folder (default: runs/sweeps/<name from the file>)
+    dry_run: bool = False  # check the file and every point, print the plan, train nothing
+
+
+def sweep_command(argv: list[str]) -> int:
+    """``metajax sweep FILE.toml``: every grid point trained and evaluated, one results folder."""
+    if not argv or argv[0].startswith("-"):
+        raise ConfigError("sweep needs a TOML file, e.g. benchmarks/sweeps/seeds.toml")
+    import tyro
+
+    from metajax.sweep import run_sweep
+
+    args = tyro.cli(SweepArgs, args=argv[1:], prog="metajax sweep FILE.toml")
+    command = " ".join(["metajax", "sweep", *argv])
+    run_sweep(argv[0], out_dir=args.out, dry_run=args.dry_run, command=command)
+    return 0
+
+
+COMMANDS = {
+    "train": train_command,
+    "evaluate": evaluate_command,
+    "list": list_command,
+    "sweep": sweep_command,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,3 +148,63 @@ def plot_report(reports: dict[str, AdaptationReport], path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def shot_columns(report: AdaptationReport) -> dict[str, int | None]:
+    """Column index of the 0-shot, 1-shot and few-shot results of ``report`` (None if absent).
+
+    A "shot" is one adaptation unit of experience on the task before the measured return:
+    episode k of a trial (RL², PEARL) follows k - 1 shots; k gradient steps (MAML family) are k
+    shots. Few-shot is the last column (the most experience the report holds).
+    """
+    shots = [step - 1 if report.unit == "episode" else step for step in report.steps]
+    columns: dict[str, int | None] = {
+        "0-shot": shots.index(0) if 0 in shots else None,
+        "1-shot": shots.index(1) if 1 in shots else None,
+        "few-shot": len(shots) - 1 if shots and shots[-1] > 1 else None,
+    }
+    return columns
+
+
+def shot_summary(report: AdaptationReport) -> dict[str, dict | None]:
+    """0-, 1- and few-shot mean, 95% half-width and normalized score of ``report``."""
+    shots = [step - 1 if report.unit == "episode" else step for step in report.steps]
+    summary: dict[str, dict | None] = {}
+    for name, column in shot_columns(report).items():
+        if column is None:
+            summary[name] = None
+            continue
+        summary[name] = {
+            "shots": shots[column],
+            "mean": report.mean[column],
+            "ci95": report.ci95[column],
+            "normalized": None if report.normalized is None else report.normalized[column],
+        }
+    return summary
+
+
+def shots_markdown(reports: dict[str, AdaptationReport]) -> str:
+    """A compact markdown table: one row per split, 0-shot / 1-shot / few-shot side by side.
+
+    Each cell is "mean ± 95% CI" with the normalized score in brackets where the oracle is
+    known; the few-shot header names its number of shots.
+    """
+    summaries = {split: shot_summary(report) for split, report in reports.items()}
+    few = {s["few-shot"]["shots"] for s in summaries.values() if s["few-shot"] is not None}
+    few_label = f"few-shot ({next(iter(few))} shots)" if len(few) == 1 else "few-shot"
+    lines = [f"| split | 0-shot | 1-shot | {few_label} |", "|---|---|---|---|"]
+    for split, summary in summaries.items():
+        cells = []
+        for name in ("0-shot", "1-shot", "few-shot"):
+            cell = summary[name]
+            if cell is None:
+                cells.append("n/a")
+                continue
+            text = f"{cell['mean']:.3f} ± {cell['ci95']:.3f}"
+            if cell["normalized"] is not None:
+                text += f" [{cell['normalized']:.2f}]"
+            if name == "few-shot" and len(few) > 1:
+                text += f" ({cell['shots']} shots)"
+            cells.append(text)
+        lines.append(f"| {split.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
