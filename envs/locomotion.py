@@ -134,21 +134,29 @@ class BraxTaskEnv(MetaEnv):
 
 @struct.dataclass
 class VelocityTask:
+    """A target running velocity."""
+
     target_velocity: jax.Array  # [] m/s along +x
 
 
 @struct.dataclass
 class DirectionTask:
+    """A running direction along x."""
+
     direction: jax.Array  # [] +1 forward, -1 backward
 
 
 @struct.dataclass
 class PlanarDirectionTask:
+    """A walking direction in the plane."""
+
     direction: jax.Array  # [2] unit vector in the xy-plane
 
 
 @struct.dataclass
 class GoalTask:
+    """A goal position in the plane."""
+
     goal: jax.Array  # [2] xy position of the goal
 
 
