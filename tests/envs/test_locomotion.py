@@ -4,6 +4,9 @@ Tests that compile brax physics are few: one fast test compiles a half-cheetah s
 the rest that step physics are marked slow (each brax jit takes 10-40 s on 2 CPU cores).
 """
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +23,13 @@ from metajax.envs.locomotion import (
     scaled_system,
 )
 from metajax.errors import ConfigError
+
+
+def test_importing_the_registry_does_not_import_brax():
+    code = "import sys, metajax.envs; sys.exit('brax' in sys.modules or 'mujoco' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    assert "cheetah-vel" in envs.names() and "brax-ant" in envs.names()
+    assert envs.options("cheetah-vel")["horizon"] == 200
 
 
 def test_cheetah_vel_reward_is_the_task_formula_and_depends_on_the_task():
