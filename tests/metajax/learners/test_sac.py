@@ -169,3 +169,19 @@ def test_sac_learns_line_reach():
     # random is about -19, the optimum -1.5
     assert before < -10.0
     assert after > -3.0, (before, after)
+
+
+def test_sharded_step_matches_single_device():
+    from tests.metajax.learner_checks import check_sharded_matches_single
+
+    options = dict(
+        num_tasks=8,
+        steps_per_update=2,
+        gradient_steps=2,
+        batch_size=64,
+        warmup_steps=20,
+        hidden_sizes=[32, 32],
+        same_task=False,
+    )
+    result = check_sharded_matches_single("sac", "point-robot-dense", options, steps=2)
+    assert result["ok"]
