@@ -149,6 +149,20 @@ def test_checkpoint_resume_is_exact(tmp_path):
     np.testing.assert_array_equal(restored.rl_buffer.data.obs, state.rl_buffer.data.obs)
 
 
+def test_critic_loss_trains_the_encoder():
+    # with kl_weight 0 only the critic loss can move the encoder (the actor sees stop_grad(z))
+    env, tasks = envs.make("point-robot-dense")
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY.items()}
+    learner = pearl.make_learner(pearl.Config(**options, kl_weight=0.0), env, tasks)
+    state = jax.jit(learner.init)(jax.random.key(0))
+    after, metrics = jax.jit(learner.train_step)(state, jax.random.key(1))
+    moved = jax.tree.map(
+        lambda a, b: float(jnp.max(jnp.abs(a - b))), state.params.encoder, after.params.encoder
+    )
+    assert min(jax.tree.leaves(moved)) > 0.0, moved
+    assert float(metrics["kl"]) > 0.0  # the KL is still reported
+
+
 # ----------------------------------------------------------------------------- learning
 
 LEARN = pearl.Config(
