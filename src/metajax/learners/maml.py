@@ -465,8 +465,8 @@ def make_learner(
             data = jax.vmap(collect, in_axes=(None, 0, 0))(state.params, task_batch, task_keys)
             returns = jnp.mean(data.episode_return, axis=-1)  # [tasks, K + 1]
             post = returns[:, num_inner]
-            post_mean, post_sq = distributed.pmean((jnp.mean(post), jnp.mean(post**2)), axis_name)
-            post_std = jnp.sqrt(jnp.maximum(post_sq - post_mean**2, 0.0))
+            post_mean = distributed.pmean(jnp.mean(post), axis_name)  # two-pass variance
+            post_std = jnp.sqrt(distributed.pmean(jnp.mean((post - post_mean) ** 2), axis_name))
             explore_adv = (post - post_mean) / (post_std + 1e-8)  # [tasks]
 
             # OUTER STEP
