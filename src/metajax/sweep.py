@@ -446,18 +446,21 @@ def summary_markdown(spec: SweepSpec, results: list[dict], meta: dict) -> str:
         f"- base: `{json.dumps(spec.base)}`",
         "",
         "Cells: in-distribution return mean ± 95% CI over held-out tasks [normalized: random 0,"
-        " oracle 1]; a shot is one adaptation unit of experience on the task.",
+        " oracle 1]; a shot is one adaptation unit of experience on the task; total: the sum"
+        " over all units (an RL² trial's return).",
         "",
         "| "
-        + " | ".join(keys + ["0-shot", "1-shot", "few-shot", "OOD few-shot"])
+        + " | ".join(keys + ["0-shot", "1-shot", "few-shot", "OOD few-shot", "total"])
         + " | env steps | env-steps/s | wall s |",
-        "|" + "---|" * (len(keys) + 7),
+        "|" + "---|" * (len(keys) + 8),
     ]
     for r in results:
         shots = r["shots"]
         row = [str(r["point"].get(k)) for k in keys]
         row += [_cell(shots.get("in_distribution"), n) for n in ("0-shot", "1-shot", "few-shot")]
         row.append(_cell(shots.get("out_of_distribution"), "few-shot"))
+        report = r["eval"].get("in_distribution")
+        row.append(f"{report['total_mean']:.3f} ± {report['total_ci95']:.3f}" if report else "n/a")
         row += [f"{r['env_steps']:.3g}", f"{r['env_steps_per_s']:.3g}", f"{r['wall_s']:.1f}"]
         lines.append("| " + " | ".join(row) + " |")
     if "seed" in keys and len(spec.grid["seed"]) > 1:
@@ -470,9 +473,9 @@ def summary_markdown(spec: SweepSpec, results: list[dict], meta: dict) -> str:
             "Over seeds (mean ± std of the per-seed means):",
             "",
             "| "
-            + " | ".join(others + ["seeds", "0-shot", "few-shot", "few-shot normalized"])
+            + " | ".join(others + ["seeds", "0-shot", "few-shot", "few-shot normalized", "total"])
             + " |",
-            "|" + "---|" * (len(others) + 4),
+            "|" + "---|" * (len(others) + 5),
         ]
         for group, members in groups.items():
             row = [str(v) for v in group] + [str(len(members))]
@@ -490,6 +493,9 @@ def summary_markdown(spec: SweepSpec, results: list[dict], meta: dict) -> str:
                 ]
                 spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
                 row.append(f"{np.mean(values):.3f} ± {spread:.3f}" if values else "n/a")
+            totals = [m["eval"]["in_distribution"]["total_mean"] for m in members if m["eval"]]
+            spread = np.std(totals, ddof=1) if len(totals) > 1 else 0.0
+            row.append(f"{np.mean(totals):.3f} ± {spread:.3f}" if totals else "n/a")
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

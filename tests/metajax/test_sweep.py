@@ -202,7 +202,9 @@ def test_sweep_runs_grid_points_through_train_and_evaluation(tmp_path, softmax_r
     assert rows[0][0]["return"] == rows[1][0]["return"]
     assert rows[0][-1]["return"] != rows[1][-1]["return"]
     summary = (out / "summary.md").read_text()
-    assert "| learning_rate | noise | 0-shot | 1-shot | few-shot |" in summary
+    assert (
+        "| learning_rate | noise | 0-shot | 1-shot | few-shot | OOD few-shot | total |" in summary
+    )
     assert summary.count("\n| 0.5 | 0.0 |") == 1 and summary.count("\n| 2.0 | 0.0 |") == 1
     assert json.loads((out / "summary.json").read_text())["meta"]["jax_version"] == jax.__version__
     # a second call finds every result and trains nothing
