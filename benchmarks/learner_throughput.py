@@ -249,6 +249,13 @@ def main(argv: list[str] | None = None) -> dict:
         "presets": PRESETS,
         "rows": [],
     }
+    stem = f"learner_throughput_{device_slug()}" + (f"_{args.tag}" if args.tag else "")
+    png_path = RESULTS / f"{stem}.png"
+
+    def save() -> None:  # after every learner, so a run cut short keeps what it measured
+        write_results(stem, payload, markdown(payload))
+        plot(payload, png_path)
+
     for name in names:
         if name not in learners.names():
             print(f"{name}: skipped, not registered", flush=True)
@@ -257,13 +264,11 @@ def main(argv: list[str] | None = None) -> dict:
             )
             continue
         run_scaling(name, args, payload["rows"])
+        save()
     for path in args.config:
         run_config_file(path, args, payload["rows"])
-    stem = f"learner_throughput_{device_slug()}" + (f"_{args.tag}" if args.tag else "")
-    json_path, md_path = write_results(stem, payload, markdown(payload))
-    png_path = RESULTS / f"{stem}.png"
-    plot(payload, png_path)
-    print(f"results written to {json_path}, {md_path} and {png_path}")
+    save()
+    print(f"results written to {RESULTS / stem}.json, .md and .png")
     return payload
 
 
