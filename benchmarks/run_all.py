@@ -38,7 +38,7 @@ SUITES: dict[str, list[tuple[str, list[str]]]] = {
         ("compare_learners", ["--size", "cpu"]),
         (
             "learner_throughput",
-            ["--learners", "rl2", "maml", "pearl", "--max-tasks", "64", "--updates", "2"],
+            ["--learners", "rl2", "maml", "pearl", "--max-tasks", "64", "--updates", "1"],
         ),
     ],
     "gpu": [
