@@ -51,11 +51,12 @@ PRESETS: dict[str, dict] = {
 }  # fmt: skip
 
 
-def options_for(name: str, num_tasks: int) -> dict:
-    """The preset of learner ``name`` at ``num_tasks`` tasks (sizes that must divide adapted)."""
+def options_for(name: str, num_tasks: int, devices: int = 1) -> dict:
+    """The preset of learner ``name`` at ``num_tasks`` tasks on ``devices`` devices (sizes that
+    must divide adapted)."""
     options = dict(PRESETS.get(name, {}), num_tasks=num_tasks)
-    if name == "rl2":
-        options["num_minibatches"] = min(4, num_tasks)
+    if name == "rl2":  # each device splits its own share of the tasks into minibatches
+        options["num_minibatches"] = max(1, min(4, num_tasks // devices))
     if name == "pearl":  # collect on as many tasks as train; the pool holds them all
         options.update(collect_tasks=num_tasks, pool_size=max(100, num_tasks))
     if name == "sac":
@@ -116,9 +117,9 @@ def run_scaling(name: str, args, rows: list[dict]) -> None:
                 continue
             try:
                 run = RunArgs(env=args.env, env_options=tuple(args.env_options))
-                learner, _, _, _ = build(name, run, options_for(name, count))
+                learner, _, _, _ = build(name, run, options_for(name, count, devices))
                 row.update(measure(learner, devices, args.updates, args.repeats))
-            except (ConfigError, RuntimeError, ValueError, MemoryError) as error:
+            except (ConfigError, RuntimeError, ValueError, TypeError, MemoryError) as error:
                 row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
             rows.append(row)
             print(_row_text(row), flush=True)
