@@ -26,7 +26,8 @@ HERE = Path(__file__).resolve().parent
 CONFIGS = HERE / "configs"
 
 # suite -> [(script, size flags)]; CPU sizes keep the whole suite well under an hour on an idle
-# 2-core machine (the slowest: duan_rl2, compare_learners, learner_throughput ~8 min each)
+# 2-core machine (the slowest: duan_rl2, compare_learners, learner_throughput, maml_nav2d ~8 min
+# each)
 SUITES: dict[str, list[tuple[str, list[str]]]] = {
     "cpu": [
         ("env_throughput", ["--skip-brax", "--batch", "1024", "--max-tasks", "4096"]),
@@ -35,6 +36,7 @@ SUITES: dict[str, list[tuple[str, list[str]]]] = {
         ("rl2_throughput", ["--tasks", "64", "256", "1024", "--updates", "2"]),
         ("duan_rl2", ["--cells", "10x5", "--mdp-episodes", "10"]),
         ("pearl_point_robot", []),
+        ("maml_nav2d", ["--time-budget", "480"]),
         ("compare_learners", ["--size", "cpu"]),
         (
             "learner_throughput",
@@ -54,6 +56,9 @@ SUITES: dict[str, list[tuple[str, list[str]]]] = {
             "pearl_point_robot",
             ["--configs", str(CONFIGS / "pearl_cheetah_vel.toml")],
         ),
+        ("maml_nav2d", []),
+        ("maml_nav2d", ["--config", str(CONFIGS / "maml_cheetah_vel.toml")]),
+        ("maml_nav2d", ["--config", str(CONFIGS / "maml_ant_dir.toml")]),
         ("compare_learners", ["--size", "gpu"]),
         (
             "learner_throughput",
