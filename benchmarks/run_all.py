@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
 
 HERE = Path(__file__).resolve().parent
-CONFIGS = HERE / "configs"
+CONFIGS = Path("benchmarks") / "configs"  # relative: scripts run from the repository root
 
 # suite -> [(script, size flags)]; CPU sizes keep the whole suite well under an hour on an idle
 # 2-core machine (the slowest: duan_rl2, compare_learners, learner_throughput, maml_nav2d ~8 min
