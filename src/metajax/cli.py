@@ -160,7 +160,9 @@ def _evaluate_and_report(learner, state, env, tasks, run: RunArgs, run_dir: Path
         reports["out_of_distribution"] = evaluate_learner(learner, state, env, ood, key, run.env)
     if jax.process_index() != 0:
         return reports
-    markdown = []
+    from metajax.evaluate import shots_markdown
+
+    markdown = [f"### zero-, one- and few-shot\n\n{shots_markdown(reports)}\n"]
     for split, report in reports.items():
         markdown.append(f"### {split.replace('_', ' ')}\n\n{report.to_markdown()}\n")
     text = "\n".join(markdown)

@@ -71,7 +71,7 @@ def test_train_then_evaluate_run_dir(tmp_path):
         *TINY,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "held-out tasks" in result.stdout
+    assert "held-out tasks" in result.stdout and "few-shot" in result.stdout
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2, 3, 4]
     report = json.loads((run_dir / "eval.json").read_text())["in_distribution"]
@@ -119,6 +119,23 @@ def test_task_count_not_divisible_by_devices(tmp_path):
         devices=8,
     )
     assert_one_line_error(result, "not divisible by the device count 8")
+
+
+def test_tasks_per_device_not_divisible_by_minibatches(tmp_path):
+    result = metajax(
+        "train",
+        "rl2",
+        "--run-dir",
+        str(tmp_path / "r"),
+        "--num-tasks",
+        "8",
+        "--num-minibatches",
+        "8",
+        "--progress",
+        "False",
+        devices=2,
+    )
+    assert_one_line_error(result, "do not split into 8 minibatches")
 
 
 def test_missing_checkpoint_and_missing_run_dir(tmp_path):

@@ -175,6 +175,11 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
                 (global_tasks, global_keys), axis_name
             )
             batch = distributed.local_size(config.num_tasks, axis_name)
+            if batch % config.num_minibatches:
+                raise ConfigError(
+                    f"each device's {batch} tasks do not split into {config.num_minibatches} "
+                    f"minibatches; make num_tasks / devices a multiple of num_minibatches"
+                )
             traj, mask = run_trials(
                 config, trial_env, network, state.params, local_tasks, local_keys
             )
