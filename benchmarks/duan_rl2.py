@@ -70,7 +70,9 @@ def _mean_ci(totals) -> tuple[float, float]:
 def bandit_cell(pulls: int, arms: int, args, work: Path) -> dict:
     """RL² and the baselines on one (n, k) cell."""
     config = rl2.Config(
-        num_tasks=args.num_tasks, episodes_per_trial=pulls, core_size=args.core_size
+        num_tasks=args.num_tasks if pulls <= 10 else args.num_tasks_long,
+        episodes_per_trial=pulls,
+        core_size=args.core_size,
     )
     updates = args.updates if pulls <= 10 else args.updates_long
     learner, state, tasks, _, seconds, steps = train_rl2(
@@ -111,7 +113,7 @@ def bandit_cell(pulls: int, arms: int, args, work: Path) -> dict:
 def mdp_cell(episodes: int, args, work: Path) -> dict:
     """RL², random, PSRL and the oracle on tabular MDPs with ``episodes`` episodes per trial."""
     config = rl2.Config(
-        num_tasks=args.num_tasks, episodes_per_trial=episodes, core_size=args.core_size
+        num_tasks=args.num_tasks_long, episodes_per_trial=episodes, core_size=args.core_size
     )
     learner, state, tasks, env, seconds, steps = train_rl2(
         "tabular-mdp",
@@ -151,7 +153,8 @@ def markdown(payload: dict) -> str:
         "",
         metadata_markdown(payload["meta"]),
         f"RL²: GRU {payload['config']['core_size']}, {payload['config']['num_tasks']} "
-        f"tasks per update, PPO; evaluated on {payload['config']['test_tasks']} held-out "
+        f"tasks per update for n = 10 bandits, {payload['config']['num_tasks_long']} for "
+        "longer trials, PPO; evaluated on {payload['config']['test_tasks']} held-out "
         "tasks; ± is a 95% interval over tasks.",
         "",
     ]
@@ -200,8 +203,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cells", nargs="*", default=["10x5", "10x10", "100x5", "100x10"])
     parser.add_argument("--mdp-episodes", type=int, nargs="*", default=[10, 25])
     parser.add_argument("--updates", type=int, default=300, help="RL² updates, n = 10 cells")
-    parser.add_argument("--updates-long", type=int, default=400, help="RL² updates, n = 100")
-    parser.add_argument("--updates-mdp", type=int, default=600, help="RL² updates, MDPs")
+    parser.add_argument("--updates-long", type=int, default=300, help="RL² updates, n = 100")
+    parser.add_argument("--updates-mdp", type=int, default=300, help="RL² updates, MDPs")
+    parser.add_argument(
+        "--num-tasks-long",
+        type=int,
+        default=256,
+        help="tasks per update for long trials (n = 100 bandits, MDPs)",
+    )
     parser.add_argument("--num-tasks", type=int, default=512)
     parser.add_argument("--core-size", type=int, default=128)
     parser.add_argument("--test-tasks", type=int, default=1000)
@@ -212,17 +221,20 @@ def main(argv: list[str] | None = None) -> dict:
         import shutil
 
         shutil.rmtree(args.work_dir)  # the benchmark's own scratch runs, never user runs
-    bandits = [
-        bandit_cell(*(int(x) for x in cell.split("x")), args, args.work_dir) for cell in args.cells
-    ]
-    mdps = [mdp_cell(n, args, args.work_dir) for n in args.mdp_episodes]
     payload = {
         "meta": run_metadata(),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "bandits": bandits,
-        "mdps": mdps,
+        "bandits": [],
+        "mdps": [],
     }
-    write_results(f"duan_rl2_{device_slug()}", payload, markdown(payload))
+    stem = f"duan_rl2_{device_slug()}"
+    for cell in args.cells:  # results are written after every cell, so a cut run keeps them
+        pulls, arms = (int(x) for x in cell.split("x"))
+        payload["bandits"].append(bandit_cell(pulls, arms, args, args.work_dir))
+        write_results(stem, payload, markdown(payload))
+    for episodes in args.mdp_episodes:
+        payload["mdps"].append(mdp_cell(episodes, args, args.work_dir))
+        write_results(stem, payload, markdown(payload))
     print(markdown(payload))
     return payload
 
