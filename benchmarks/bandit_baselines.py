@@ -18,8 +18,6 @@ import argparse
 import datetime
 import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,6 +34,7 @@ from metajax.baselines import (
     tune_baseline,
 )
 from metajax.baselines.bandits import MAX_BAYES_OPTIMAL_STATES
+from metajax.distributed import device_info
 
 # Duan et al. (2016), Table 1 (see /work/shared/ANCHORS.md): (n, k) -> column -> total reward
 ANCHORS = {
@@ -95,24 +94,6 @@ ANCHOR_COLUMN = {
     "optimistic-thompson": "ots",
     "gittins": "gittins",
 }
-
-
-def _device() -> dict[str, str]:
-    cpu_model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    device = jax.devices()[0]
-    return {
-        "platform": device.platform,
-        "device_kind": device.device_kind,
-        "cpu_model": cpu_model,
-        "cpu_count": str(os.cpu_count()),
-    }
 
 
 def run_cell(pulls: int, arms: int, num_tasks: int, seed: int) -> dict:
@@ -196,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "meta": {
             "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-            "device": _device(),
+            "device": device_info(),
             "jax_version": jax.__version__,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "num_tasks": args.num_tasks,

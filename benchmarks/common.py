@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
 import re
 import sys
 from pathlib import Path
 
 import jax
 
+from metajax.distributed import device_info
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def device_name() -> str:
     """The accelerator's name, or the CPU model for CPU runs."""
-    device = jax.devices()[0]
-    if device.platform != "cpu":
-        return device.device_kind
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
+    info = device_info()
+    return info["cpu_model"] if info["platform"] == "cpu" else info["device_kind"]
 
 
 def device_slug() -> str:

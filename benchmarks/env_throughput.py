@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import re
 import sys
 import time
@@ -35,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 import metajax.envs as envs
+from metajax.distributed import device_info
 
 DEFAULT_FAMILIES = (
     "bernoulli-bandit",
@@ -174,25 +173,6 @@ def _raw_brax(env, batch: int) -> tuple[Callable, Callable]:
     return step, init
 
 
-def _device() -> dict[str, str]:
-    device = jax.devices()[0]
-    cpu_model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": device.platform,
-        "device_kind": device.device_kind,
-        "num_devices": str(jax.device_count()),
-        "cpu_model": cpu_model,
-        "cpu_count": str(os.cpu_count()),
-    }
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
@@ -282,7 +262,7 @@ def main(argv: list[str] | None = None) -> dict:
             "command": " ".join(["python", "benchmarks/env_throughput.py", *sys.argv[1:]])
             if argv is None
             else " ".join(["python", "benchmarks/env_throughput.py", *argv]),
-            "device": _device(),
+            "device": device_info(),
             "jax_version": jax.__version__,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "num_steps": args.num_steps,

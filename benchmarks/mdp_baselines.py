@@ -15,8 +15,6 @@ import argparse
 import datetime
 import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,28 +25,13 @@ import numpy as np
 
 import metajax.envs as envs
 from metajax.baselines.mdp import MDP_BASELINES, run_mdp_baseline
+from metajax.distributed import device_info
 
 # Duan et al. (2016), Table 2 at n = 10 (see /work/shared/ANCHORS.md)
 ANCHORS = {
     10: {"random": 100.1, "psrl": 138.1, "eps-greedy": 132.8, "greedy": 134.8, "rl2": 156.2},
 }
 EPS_GRID = (0.0, 0.02, 0.05, 0.1, 0.2)
-
-
-def _device() -> dict[str, str]:
-    cpu_model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": jax.devices()[0].platform,
-        "cpu_model": cpu_model,
-        "cpu_count": str(os.cpu_count()),
-    }
 
 
 def run(episodes: int, num_tasks: int, seed: int) -> dict:
@@ -134,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "meta": {
             "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-            "device": _device(),
+            "device": device_info(),
             "jax_version": jax.__version__,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "num_tasks": args.num_tasks,

@@ -7,7 +7,10 @@ Inside a learner, ``local_slice`` keeps this shard's part of a globally drawn ba
 
 from __future__ import annotations
 
+import os
+import platform
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 
@@ -120,7 +123,28 @@ def initialize_multihost(coordinator: str, num_processes: int, process_id: int) 
     )
 
 
+def device_info() -> dict[str, str]:
+    """The device that ran: platform, device kind and count, CPU model and core count."""
+    cpu_model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    device = jax.devices()[0]
+    return {
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "num_devices": str(jax.device_count()),
+        "cpu_model": cpu_model,
+        "cpu_count": str(os.cpu_count()),
+    }
+
+
 __all__ = [
+    "device_info",
     "TASK_AXIS",
     "check_divisible",
     "initialize_multihost",

@@ -30,7 +30,6 @@ import datetime
 import itertools
 import json
 import os
-import platform
 import re
 import shutil
 import sys
@@ -269,26 +268,6 @@ def split_options(learner_name: str, options: dict[str, Any]) -> tuple[Any, Trai
         for k, v in values.items()
     }
     return run, train_config, learner_options
-
-
-def device_info() -> dict[str, str]:
-    """The device that ran: platform, device kind and count, CPU model and core count."""
-    cpu_model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    device = jax.devices()[0]
-    return {
-        "platform": device.platform,
-        "device_kind": device.device_kind,
-        "num_devices": str(jax.device_count()),
-        "cpu_model": cpu_model,
-        "cpu_count": str(os.cpu_count()),
-    }
 
 
 def _metadata(learner_name: str, run, train_config: TrainConfig, learner_config) -> dict:
@@ -552,7 +531,7 @@ def run_sweep(
     meta = {
         "command": command or " ".join(["metajax", "sweep", str(path)]),
         "sweep_file": spec.path,
-        "device": device_info(),
+        "device": distributed.device_info(),
         "jax_version": jax.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
