@@ -20,10 +20,10 @@ train: install
 		--episodes-per-trial 10 --num-tasks 512 --num-updates 300 --run-dir $(RUN_DIR)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 test-all: install
-	$(PY) -m pytest -q -m ''
+	$(PY) -m pytest -q -n 2 -m ''
 
 bench: install
 	$(PY) -m benchmarks.run_all --suite cpu
