@@ -15,10 +15,8 @@ reported beside its Monte-Carlo mean. Results go to
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import jax
 import numpy as np
 
 import metajax.envs as envs
+from benchmarks.common import run_metadata
 from metajax.baselines import (
     BANDIT_BASELINES,
     bayes_optimal_policy,
@@ -176,10 +175,8 @@ def main(argv: list[str] | None = None) -> None:
         cells.append(run_cell(pulls, arms, args.num_tasks, args.seed))
     report = {
         "meta": {
-            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+            **run_metadata(),
             "device": device_info(),
-            "jax_version": jax.__version__,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "num_tasks": args.num_tasks,
             "seed": args.seed,
         },

@@ -12,10 +12,8 @@ that knows each task. Results go to ``benchmarks/results/mdp_baselines.{json,md}
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import metajax.envs as envs
+from benchmarks.common import run_metadata
 from metajax.baselines.mdp import MDP_BASELINES, run_mdp_baseline
 from metajax.distributed import device_info
 
@@ -116,10 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     cells = [run(n, args.num_tasks, args.seed) for n in args.episodes]
     report = {
         "meta": {
-            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+            **run_metadata(),
             "device": device_info(),
-            "jax_version": jax.__version__,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "num_tasks": args.num_tasks,
             "seed": args.seed,
         },
