@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -309,8 +308,3 @@ def throughput(history: list[dict]) -> float:
     """Median env-steps/s over the chunks after the first (which includes compilation)."""
     rates = [h["env_steps_per_s"] for h in history[1:]] or [h["env_steps_per_s"] for h in history]
     return float(np.median(rates)) if rates else math.nan
-
-
-def save_json(path: str | os.PathLike, payload: dict) -> None:
-    """Writes ``payload`` as indented JSON (dataclasses converted)."""
-    Path(path).write_text(json.dumps(payload, indent=2, default=lambda o: asdict(o)))
