@@ -113,7 +113,10 @@ def bandit_cell(pulls: int, arms: int, args, work: Path) -> dict:
 def mdp_cell(episodes: int, args, work: Path) -> dict:
     """RL², random, PSRL and the oracle on tabular MDPs with ``episodes`` episodes per trial."""
     config = rl2.Config(
-        num_tasks=args.num_tasks_long, episodes_per_trial=episodes, core_size=args.core_size
+        num_tasks=args.num_tasks_long,
+        episodes_per_trial=episodes,
+        core_size=args.core_size,
+        reward_scale=args.mdp_reward_scale,
     )
     learner, state, tasks, env, seconds, steps = train_rl2(
         "tabular-mdp",
@@ -205,6 +208,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--updates", type=int, default=300, help="RL² updates, n = 10 cells")
     parser.add_argument("--updates-long", type=int, default=300, help="RL² updates, n = 100")
     parser.add_argument("--updates-mdp", type=int, default=300, help="RL² updates, MDPs")
+    parser.add_argument(
+        "--mdp-reward-scale",
+        type=float,
+        default=0.05,
+        help="RL² reward scale on MDPs (unscaled returns near 100 swamp the policy gradient)",
+    )
     parser.add_argument(
         "--num-tasks-long",
         type=int,

@@ -43,6 +43,7 @@ class Config:
     ent_coef: float = 0.01
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
+    reward_scale: float = 1.0  # rewards are multiplied by this for the losses (not the metrics)
 
     def validate(self) -> None:
         """Raises ConfigError for impossible sizes."""
@@ -187,7 +188,7 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
             # ADVANTAGES over the whole trial; the trial's end is the only true episode end
             values = traj.extras["value"]
             advantages, returns = ppo.compute_gae(
-                traj.reward,
+                traj.reward * config.reward_scale,
                 values,
                 traj.done,
                 jnp.zeros((batch,)),

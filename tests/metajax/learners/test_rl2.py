@@ -87,3 +87,24 @@ def test_act_runs_the_policy_with_memory():
     assert action.shape == (4,) and set(extras) == {"log_prob", "value"}
     carry2, _, _ = learner.act(state, carry, obs + 1, np.zeros(4, bool), keys)
     assert not np.allclose(np.asarray(carry), np.asarray(carry2))
+
+
+def test_reward_scale_changes_the_losses_not_the_reported_return():
+    env, tasks = envs.make("tabular-mdp", num_states=3, num_actions=2, horizon=3)
+    metrics = {}
+    for scale in (1.0, 0.1):
+        config = rl2.Config(
+            num_tasks=4,
+            episodes_per_trial=2,
+            core_size=8,
+            hidden_sizes=(8,),
+            num_minibatches=1,
+            update_epochs=1,
+            reward_scale=scale,
+        )
+        learner = rl2.make_learner(config, env, tasks)
+        _, metrics[scale] = jax.jit(learner.train_step)(
+            learner.init(jax.random.key(0)), jax.random.key(1)
+        )
+    assert float(metrics[1.0]["trial_return"]) == float(metrics[0.1]["trial_return"])
+    assert float(metrics[0.1]["value_loss"]) < float(metrics[1.0]["value_loss"])
