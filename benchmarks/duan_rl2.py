@@ -157,7 +157,7 @@ def markdown(payload: dict) -> str:
         metadata_markdown(payload["meta"]),
         f"RL²: GRU {payload['config']['core_size']}, {payload['config']['num_tasks']} "
         f"tasks per update for n = 10 bandits, {payload['config']['num_tasks_long']} for "
-        "longer trials, PPO; evaluated on {payload['config']['test_tasks']} held-out "
+        f"longer trials, PPO; evaluated on {payload['config']['test_tasks']} held-out "
         "tasks; ± is a 95% interval over tasks.",
         "",
     ]
