@@ -80,7 +80,7 @@ def test_two_processes_match_one_process(tmp_path):
         for i in range(2)
     ]
     outputs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outputs, strict=True):
+    for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
     single = subprocess.run(
         [sys.executable, "-m", "metajax", *ARGS, "--run-dir", str(tmp_path / "single")],
