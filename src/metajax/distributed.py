@@ -62,6 +62,12 @@ def psum(tree, axis_name: str | None):
     return jax.lax.psum(tree, axis_name)
 
 
+def partition_like(tree, axis_name: str | None = None):
+    """A pytree of ``jax.P`` specs: every leaf sharded over ``axis_name``, or replicated (None)."""
+    spec = jax.P() if axis_name is None else jax.P(axis_name)
+    return jax.tree.map(lambda _: spec, tree)
+
+
 def make_task_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
     """A 1-D mesh named ``tasks`` over the first ``num_devices`` devices (default: all)."""
     available = jax.device_count()
@@ -144,6 +150,7 @@ def device_info() -> dict[str, str]:
 
 
 __all__ = [
+    "partition_like",
     "device_info",
     "TASK_AXIS",
     "check_divisible",

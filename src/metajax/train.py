@@ -73,7 +73,7 @@ def to_host(tree) -> Any:
 
 def place(tree, mesh: jax.sharding.Mesh, specs=None):
     """Puts host values on the mesh (replicated, or sharded as ``specs``); multi-host safe."""
-    specs = jax.tree.map(lambda _: jax.P(), tree) if specs is None else specs
+    specs = distributed.partition_like(tree) if specs is None else specs
 
     def put(x, spec):
         x = np.asarray(x)

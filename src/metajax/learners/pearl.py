@@ -545,8 +545,8 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
 
     def state_partition(state: State, axis_name: str):
         """The per-task buffers and the pool sharded over ``axis_name``; the rest replicated."""
-        shard = lambda tree: jax.tree.map(lambda _: jax.P(axis_name), tree)
-        replicate = lambda tree: jax.tree.map(lambda _: jax.P(), tree)
+        shard = lambda tree: distributed.partition_like(tree, axis_name)
+        replicate = distributed.partition_like
         return State(
             params=replicate(state.params),
             opt=replicate(state.opt),

@@ -449,8 +449,8 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
 
     def state_partition(state: State, axis_name: str):
         """Per-env leaves (buffers, env streams, tasks, returns) sharded; the rest replicated."""
-        shard = lambda tree: jax.tree.map(lambda _: jax.P(axis_name), tree)
-        replicate = lambda tree: jax.tree.map(lambda _: jax.P(), tree)
+        shard = lambda tree: distributed.partition_like(tree, axis_name)
+        replicate = distributed.partition_like
         return State(
             params=replicate(state.params),
             opt=replicate(state.opt),
