@@ -7,7 +7,9 @@ For each family, random actions are stepped under ``jit(lax.scan(vmap(step)))``:
    same kind of env; ours is a re-implementation that keeps the task across resets) or, for
    brax families, the very brax env we wrap, stepped with brax's own episode and auto-reset
    wrappers. overhead = raw steps/s / our steps/s - 1.
-2. scaling: our steps/s with 1, 4, 16, ... up to ``--max-tasks`` tasks (one env per task).
+2. scaling: our steps/s with 1, 4, 16, ... up to ``--max-tasks`` tasks (one env per task);
+   ``--scale-factor`` / ``--brax-scale-factor`` set the step between task counts (each count
+   is a compile, which takes tens of seconds for brax).
 
 Compile time (``.lower(...).compile()``) is reported apart from run time (best of
 ``--repeats`` timed runs after one warm-up). Results go to
@@ -245,6 +247,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num-steps", type=int, default=100, help="scan length of a timed run")
     parser.add_argument("--max-tasks", type=int, default=65536, help="largest task count")
     parser.add_argument("--brax-max-tasks", type=int, default=1024, help="largest, for brax")
+    parser.add_argument("--scale-factor", type=int, default=4, help="ratio of task counts")
+    parser.add_argument("--brax-scale-factor", type=int, default=4, help="the same, for brax")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-brax", action="store_true", help="leave out brax families")
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a CPU smoke run")
@@ -256,6 +260,9 @@ def main(argv: list[str] | None = None) -> dict:
     for flag in ("batch", "brax_batch", "num_steps", "max_tasks", "brax_max_tasks", "repeats"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    for flag in ("scale_factor", "brax_scale_factor"):
+        if getattr(args, flag) < 2:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 2")
 
     report = {
         "meta": {
@@ -284,6 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         batch = args.brax_batch if brax else args.batch
         max_tasks = args.brax_max_tasks if brax else args.max_tasks
+        factor = args.brax_scale_factor if brax else args.scale_factor
         variants = [_ours(env, tasks, batch)]
         result: dict = {}
         if brax:
@@ -319,16 +327,24 @@ def main(argv: list[str] | None = None) -> dict:
                 f" (compile {row['compile_s']:.1f} s)",
                 flush=True,
             )
-            count *= 4
+            count *= factor
+            report["families"][name] = result
+            _save(report, args.out_dir, args.quick)
         report["families"][name] = result
 
-    device = _slug(report["meta"]["device"]["device_kind"]) or "unknown"
-    stem = f"env_throughput_{device}" + ("_quick" if args.quick else "")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out_dir / f"{stem}.md").write_text(_markdown(report))
-    print(f"wrote {args.out_dir / stem}.json and .md")
+    _save(report, args.out_dir, args.quick)
     return report
+
+
+def _save(report: dict, out_dir: Path, quick: bool) -> None:
+    """Writes the JSON and Markdown reports (after every family: a run cut short keeps what it
+    measured)."""
+    device = _slug(report["meta"]["device"]["device_kind"]) or "unknown"
+    stem = f"env_throughput_{device}" + ("_quick" if quick else "")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / f"{stem}.md").write_text(_markdown(report))
+    print(f"wrote {out_dir / stem}.json and .md", flush=True)
 
 
 if __name__ == "__main__":

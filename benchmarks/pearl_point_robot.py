@@ -28,6 +28,7 @@ import numpy as np
 
 import metajax.envs as envs
 from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
+from metajax.errors import ConfigError
 from metajax.evaluate import evaluate_learner
 from metajax.learners import pearl
 
@@ -171,7 +172,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--stem", default=None, help="results file stem")
     args = parser.parse_args(argv)
     meta = run_metadata()
-    results = [run_one(path, args.iterations, args.chunk) for path in args.configs]
+    try:
+        results = [run_one(path, args.iterations, args.chunk) for path in args.configs]
+    except ConfigError as error:  # one line, not a traceback from deep inside the learner
+        raise SystemExit(f"error: {error}") from None
     if args.stem:
         stem = args.stem
     elif len(args.configs) == 1:

@@ -106,6 +106,7 @@ def training_rate(config: rl2.Config, arms: int, updates: int, repeats: int) -> 
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Measures every task count and writes the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[256, 1024, 4096])
     parser.add_argument("--arms", type=int, default=5)
@@ -132,6 +133,12 @@ def main(argv: list[str] | None = None) -> dict:
             + (f", MFU {mfu:.2%}" if mfu else ""),
             flush=True,
         )
+        save(args, rows)
+    return save(args, rows)
+
+
+def save(args: argparse.Namespace, rows: list[dict]) -> dict:
+    """Writes the rows measured so far (after every task count: a run cut short keeps them)."""
     meta = run_metadata()
     payload = {"meta": meta, "config": vars(args), "rows": rows}
     lines = [

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# A time-boxed subset of the GPU suite (`make bench-gpu` runs it all) for a short accelerator
+# lease: each benchmark gets a wall-clock cap, the whole script at most $BUDGET seconds, and a
+# step that fails or runs out of time is logged while the next one runs. Results land in
+# benchmarks/results/ (named by device) as usual; with $OUT set (a device lease) the log and a
+# tarball of the new results files are copied there.
+#
+#   bash benchmarks/gpu_check.sh            # GPU sizes
+#   SIZE=tiny bash benchmarks/gpu_check.sh  # the same steps at CPU-smoke sizes (rehearsal)
+#   ONLY="maml_nav2d env_throughput" bash benchmarks/gpu_check.sh   # some steps only
+#
+# On a machine without metajax's dependencies, put their wheels (and metajax's own) in .whl/:
+# they are installed to /tmp/site first.
+set -u
+export PYTHONUNBUFFERED=1
+PY=${PY:-python3}
+BUDGET=${BUDGET:-570}
+SIZE=${SIZE:-gpu}
+OUT=${OUT:-/tmp/gpu_check}
+mkdir -p "$OUT"
+LOG="$OUT/gpu_check.log"
+START=$(date +%s)
+STAMP=$(mktemp)
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site
+fi
+
+step() {  # step NAME SECONDS COMMAND...: runs COMMAND with at most SECONDS (and what is left)
+    local name=$1 cap=$2
+    shift 2
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then
+        return
+    fi
+    local left=$((BUDGET - ($(date +%s) - START)))
+    ((cap > left)) && cap=$left
+    if ((cap < 15)); then
+        echo "=== $name: skipped, budget spent" | tee -a "$LOG"
+        return
+    fi
+    echo "=== $name (at most $cap s): $*" | tee -a "$LOG"
+    local t0=$(date +%s)
+    timeout --kill-after=5 "$cap" "$@" 2>&1 | grep -v "^Failed to import" | tee -a "$LOG"
+    local rc=${PIPESTATUS[0]}
+    echo "=== $name: exit $rc after $(($(date +%s) - t0)) s" | tee -a "$LOG"
+}
+
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true
+    $PY -c "import importlib.metadata as m, jax; print({p: m.version(p) for p in ('jax', 'jaxlib', 'flax', 'optax', 'chex', 'orbax-checkpoint', 'gymnax', 'brax', 'mujoco-mjx', 'xminigrid', 'metajax')}); print(jax.devices())"
+} 2>&1 | grep -v "^Failed to import" | tee -a "$LOG"
+
+XLAND_CONFIG=benchmarks/configs/rl2_xland_r4_13x13.toml
+PEARL_CONFIG=benchmarks/configs/pearl_cheetah_vel.toml
+MAML_CONFIG=benchmarks/configs/maml_cheetah_vel.toml
+if [ "$SIZE" = tiny ]; then  # the same configs, shrunk
+    TINY=$(mktemp -d)
+    XLAND_CONFIG=$TINY/rl2_xland_tiny.toml
+    PEARL_CONFIG=$TINY/pearl_cheetah_vel_tiny.toml
+    MAML_CONFIG=$TINY/maml_cheetah_vel_tiny.toml
+    sed -e 's/^num_tasks = .*/num_tasks = 8/' -e 's/^core_size = .*/core_size = 32/' \
+        -e 's/^num_minibatches = .*/num_minibatches = 2/' -e 's/horizon = 128/horizon = 8/' \
+        benchmarks/configs/rl2_xland_r4_13x13.toml >"$XLAND_CONFIG"
+    sed -e 's/^num_train_tasks = .*/num_train_tasks = 4/' -e 's/^num_test_tasks = .*/num_test_tasks = 2\nhorizon = 10/' \
+        -e 's/^num_tasks = .*/num_tasks = 2/' -e 's/^batch_size = .*/batch_size = 8/' \
+        -e 's/^context_batch_size = .*/context_batch_size = 8/' -e 's/^gradient_steps = .*/gradient_steps = 2/' \
+        -e 's/^collect_tasks = .*/collect_tasks = 2/' -e 's/^initial_steps = .*/initial_steps = 20/' \
+        -e 's/^prior_steps = .*/prior_steps = 20/' -e 's/^posterior_steps = .*/posterior_steps = 20/' \
+        -e 's/^rl_capacity = .*/rl_capacity = 200/' -e 's/^hidden_sizes = .*/hidden_sizes = [16]/' \
+        -e 's/^encoder_hidden_sizes = .*/encoder_hidden_sizes = [16]/' -e 's/^eval_episodes = .*/eval_episodes = 1/' \
+        benchmarks/configs/pearl_cheetah_vel.toml >"$PEARL_CONFIG"
+    sed -e 's/^horizon = .*/horizon = 10/' -e 's/^num_test_tasks = .*/num_test_tasks = 2/' \
+        -e 's/^num_tasks = .*/num_tasks = 2/' -e 's/^num_trajectories = .*/num_trajectories = 2/' \
+        -e 's/^eval_trajectories = .*/eval_trajectories = 2/' -e 's/^eval_task_chunk = .*/eval_task_chunk = 2/' \
+        -e 's/^eval_tasks = .*/eval_tasks = 2/' -e 's/^hidden_sizes = .*/hidden_sizes = [16]/' \
+        benchmarks/configs/maml_cheetah_vel.toml >"$MAML_CONFIG"
+    RL2="--tasks 64 256 --updates 1 --repeats 1 --raw-steps 20"
+    MAML="--iterations 2 --time-budget 60"
+    XLAND="--updates 1 --repeats 1"
+    ENVS="bernoulli-bandit nav2d cheetah-vel --batch 256 --brax-batch 4 --num-steps 10 --max-tasks 64 --brax-max-tasks 16 --brax-scale-factor 16 --repeats 1"
+    PEARL_ITERS=1
+else
+    RL2="--tasks 1024 4096 16384 65536 --updates 3 --repeats 2 --raw-steps 200"
+    MAML="--iterations 20 --time-budget 30"
+    XLAND="--updates 2 --repeats 2"
+    ENVS="bernoulli-bandit nav2d maze cheetah-vel --batch 65536 --brax-batch 4096 --num-steps 100 --max-tasks 65536 --brax-max-tasks 4096 --brax-scale-factor 64 --repeats 3"
+    PEARL_ITERS=3
+fi
+
+# shellcheck disable=SC2086  # the size flags are word lists
+{
+    step rl2_throughput 90 $PY -m benchmarks.rl2_throughput $RL2
+    step maml_nav2d 100 $PY -m benchmarks.maml_nav2d $MAML
+    step xland_rl2 100 $PY -m benchmarks.learner_throughput --learners --tag xland $XLAND \
+        --config "$XLAND_CONFIG"
+    step env_throughput 100 $PY benchmarks/env_throughput.py $ENVS
+    step pearl_cheetah_vel 120 $PY -m benchmarks.pearl_point_robot --chunk 1 \
+        --iterations $PEARL_ITERS --configs "$PEARL_CONFIG"
+    step maml_cheetah_vel 60 $PY -m benchmarks.maml_nav2d --iterations 1 --time-budget 30 \
+        --config "$MAML_CONFIG"
+}
+
+find benchmarks/results -type f -newer "$STAMP" -print | tee -a "$LOG"
+find benchmarks/results -type f -newer "$STAMP" -print0 | tar czf "$OUT/results.tgz" --null -T -
+echo "=== total $(($(date +%s) - START)) s" | tee -a "$LOG"
