@@ -95,7 +95,7 @@ def run_one(path: Path, iterations: int | None, chunk: int | None) -> dict:
         config.initial_steps
     )
     return {
-        "config": str(path.relative_to(Path.cwd()) if path.is_absolute() else path),
+        "config": str(path),
         "env": env_name,
         "env_options": env_options,
         "learner_config": {k: getattr(config, k) for k in config.__dataclass_fields__},
