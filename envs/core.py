@@ -3,7 +3,10 @@
 An environment is a gymnax ``Environment`` (1.x API) whose ``EnvParams`` holds the *task* as
 pytree leaves, so a batch of tasks is one ``EnvParams`` with a leading axis and ``vmap`` runs
 thousands of them at once. ``reset`` never resamples the task: the task changes only when the
-caller passes other params.
+caller passes other params. ``step`` is gymnax's (same signature and returns) with the state
+after a done step taken from ``MetaEnv.auto_reset``: a fresh ``reset_env`` unless the env
+restarts from a start state cached at ``reset`` (the brax families, as brax's own training
+wrapper does).
 
 A ``TaskDistribution`` samples tasks for meta-training and holds a fixed, held-out test split
 (and optionally an out-of-distribution split) for evaluation.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -43,6 +47,53 @@ class MetaEnv(gymnax_env.Environment):
     """
 
     horizon: int = 1
+    # True when ``auto_reset`` restarts from a start state cached at ``reset`` rather than a
+    # fresh ``reset_env``: every episode of an env slot then starts where its first one did.
+    reuses_reset_state: bool = False
+
+    @partial(jax.jit, static_argnames=("self",))
+    def step(
+        self,
+        key: jax.Array,
+        state: EnvState,
+        action: int | float | jax.Array,
+        params: EnvParams | None = None,
+    ) -> tuple[Any, EnvState, jax.Array, jax.Array, jax.Array, dict[Any, Any]]:
+        """gymnax 1.x ``step``: the same arguments, returns and info, with auto-reset.
+
+        Returns ``(obs, state, reward, terminated, truncated, info)``; info adds
+        ``terminated``, ``truncated`` and ``final_observation`` (the observation before the
+        reset). Where the episode ended, obs and state are those of ``auto_reset``, which
+        keeps ``params`` (the task); by default that is a fresh ``reset_env``, as in gymnax.
+        """
+        if params is None:
+            params = self.default_params
+        key_step, key_reset = jax.random.split(key)
+        obs_st, state_st, reward, terminated, info = self.step_env(key_step, state, action, params)
+        truncated = self.is_truncated(state_st, params)
+        done = jnp.logical_or(terminated, truncated)
+        obs_re, state_re = self.auto_reset(key_reset, state_st, params)
+        state = jax.tree.map(lambda x, y: jax.lax.select(done, x, y), state_re, state_st)
+        obs = jax.tree.map(lambda x, y: jax.lax.select(done, x, y), obs_re, obs_st)
+        info = {
+            **info,
+            "terminated": terminated,
+            "truncated": truncated,
+            "final_observation": obs_st,
+        }
+        return obs, state, reward, terminated, truncated, info
+
+    def auto_reset(
+        self, key: jax.Array, state: EnvState, params: EnvParams
+    ) -> tuple[jax.Array, EnvState]:
+        """The observation and state that follow the end of ``state``'s episode, same task.
+
+        ``step`` computes it at every step and keeps it where the episode ended; the default
+        is ``reset_env(key, params)``. Envs whose reset is expensive override it to restart
+        from a start state cached in ``state`` (and set ``reuses_reset_state``).
+        """
+        del state
+        return self.reset_env(key, params)
 
     def is_truncated(self, state: EnvState, params: EnvParams) -> jax.Array:
         """An episode is truncated when it reaches the env's horizon."""

@@ -7,6 +7,12 @@ family replaces the reward with the task's. Families with random dynamics build 
 are never mutated (a per-task shallow copy of the env object carries the task's ``sys``, as
 brax's own domain randomization swaps ``sys`` in).
 
+Auto-reset restarts from the start state cached at ``reset`` (as brax's ``AutoResetWrapper``
+does), not from a fresh brax reset: a fresh one (``pipeline_init``) at every step, kept only
+where an episode ended, is what gymnax's ``step`` would pay. So every episode of an env slot,
+and of an RL² trial, starts from the same initial state until the next ``reset``; the task
+(the params) is kept.
+
 The families follow MAML (Finn et al. 2017), ProMP (Rothfuss et al. 2019, ``rand_param_envs``)
 and PEARL (Rakelly et al. 2019); see each class for its reward. Differences from the MuJoCo
 originals: the physics is brax's (``backend``), actions are clipped to [-1, 1], and brax does
@@ -49,9 +55,13 @@ def make_brax_env(env_name: str, backend: str = "spring", **kwargs) -> PipelineE
 
 @struct.dataclass
 class BraxTaskState(EnvState):
-    """Step counter plus the brax env's own state (physics state, obs, metrics)."""
+    """Step counter, the brax env's own state (physics state, obs, metrics) and the start state.
+
+    ``first`` is the brax state that ``reset`` produced; auto-reset returns to it.
+    """
 
     brax: BraxState
+    first: BraxState
 
 
 class BraxTaskEnv(MetaEnv):
@@ -60,8 +70,13 @@ class BraxTaskEnv(MetaEnv):
     Subclasses override ``task_reward`` (the reward of one step given the brax states before
     and after it) and, for random dynamics, ``task_system`` (the task's physics ``System``).
     An episode ends when brax reports the robot unhealthy (terminated) or after ``horizon``
-    steps (truncated).
+    steps (truncated). The next episode starts from the state ``reset`` produced (cached in
+    the state, as brax's ``AutoResetWrapper`` does), with the same task; the start state was
+    built with the params given to ``reset``, so pass new params together with a new
+    ``reset``.
     """
+
+    reuses_reset_state = True
 
     def __init__(self, brax_env: PipelineEnv, horizon: int = 200, env_name: str = "brax"):
         if horizon < 1:
@@ -103,16 +118,25 @@ class BraxTaskEnv(MetaEnv):
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, BraxTaskState]:
         state = self._env_for(params).reset(key)
-        return state.obs.astype(jnp.float32), BraxTaskState(time=jnp.int32(0), brax=state)
+        return state.obs.astype(jnp.float32), BraxTaskState(
+            time=jnp.int32(0), brax=state, first=state
+        )
+
+    def auto_reset(self, key: jax.Array, state: BraxTaskState, params: EnvParams):
+        """The cached start state: no brax reset (``pipeline_init``) at every step."""
+        del key, params
+        start = BraxTaskState(time=jnp.zeros_like(state.time), brax=state.first, first=state.first)
+        return state.first.obs.astype(jnp.float32), start
 
     def step_env(self, key: jax.Array, state: BraxTaskState, action: jax.Array, params: EnvParams):
         del key  # brax dynamics are deterministic
         action = jnp.clip(action.astype(jnp.float32), -1.0, 1.0)
-        before = state.brax.replace(metrics=dict(state.brax.metrics))  # brax updates it in place
+        # brax updates metrics in place; copies keep the cached start state's dicts intact
+        before = state.brax.replace(metrics=dict(state.brax.metrics), info=dict(state.brax.info))
         after = self._env_for(params).step(before, action)
         reward = self.task_reward(state.brax, after, action, params).astype(jnp.float32)
         terminated = after.done > 0.5
-        next_state = BraxTaskState(time=state.time + 1, brax=after)
+        next_state = BraxTaskState(time=state.time + 1, brax=after, first=state.first)
         return after.obs.astype(jnp.float32), next_state, reward, terminated, {}
 
     def observation_space(self, params: EnvParams | None = None) -> spaces.Box:

@@ -5,6 +5,10 @@ whole trial: the inner env is reset between its episodes with the same params (t
 changes inside a trial), and the observation is augmented with what RL² feeds its memory:
 the previous action (one-hot when discrete), the previous reward and a flag that the previous
 step ended an inner episode.
+
+Inner episodes restart through the inner env's ``auto_reset``: a fresh ``reset_env`` for most
+envs; for the brax families, the start state cached at ``reset``, so every episode of a trial
+starts from the trial's first initial state (as brax's ``AutoResetWrapper`` does).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class TrialWrapper(MetaEnv):
         self.horizon = episodes_per_trial * env.horizon
         self._action_space = env.action_space()
         self._obs_space = env.observation_space()
+        self.reuses_reset_state = env.reuses_reset_state
 
     @property
     def name(self) -> str:
@@ -51,7 +56,14 @@ class TrialWrapper(MetaEnv):
         )
 
     def reset_env(self, key: jax.Array, params: EnvParams):
-        obs, inner = self.env.reset_env(key, params)
+        return self._start(*self.env.reset_env(key, params))
+
+    def auto_reset(self, key: jax.Array, state: TrialState, params: EnvParams):
+        """A new trial, same task: the inner env's ``auto_reset``, no previous action."""
+        obs, inner = self.env.auto_reset(key, state.inner, params)
+        return self._start(obs, inner)
+
+    def _start(self, obs, inner):
         no_action = jnp.zeros((flat_action_dim(self._action_space),), jnp.float32)
         augmented = self._augment(obs, no_action, 0.0, False)
         return augmented, TrialState(inner=inner, time=jnp.int32(0), episode=jnp.int32(0))
@@ -62,7 +74,7 @@ class TrialWrapper(MetaEnv):
             key_step, state.inner, action, params
         )
         episode_done = jnp.logical_or(terminated, self.env.is_truncated(inner, params))
-        obs_reset, inner_reset = self.env.reset_env(key_reset, params)
+        obs_reset, inner_reset = self.env.auto_reset(key_reset, inner, params)
         next_inner = jax.tree.map(lambda r, s: jnp.where(episode_done, r, s), inner_reset, inner)
         next_obs = jnp.where(episode_done, obs_reset, obs)
         episode = state.episode + episode_done.astype(jnp.int32)

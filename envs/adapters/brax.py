@@ -4,7 +4,8 @@ The task is a ``DynamicsTask`` of multiplicative scales (body masses, principal 
 damping, geom friction), each element drawn independently from ``U[lo, hi]`` of its
 ``randomize`` entry; quantities not named stay at scale 1. Reward, observation and termination
 are the brax env's own. The per-task ``System`` is built inside ``step`` from the params, so a
-batch of tasks is one ``vmap``.
+batch of tasks is one ``vmap``. Auto-reset restarts from the start state cached at ``reset``
+(``metajax.envs.locomotion.BraxTaskEnv``), as brax's ``AutoResetWrapper`` does.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 jit, vmap over tasks, dtypes, auto-reset with the same task, observations inside the declared
 space, no NaN, deterministic given the key, and no retracing across calls.
+
+Auto-reset is checked against the env's declared semantics: a fresh ``reset_env`` with the
+step's reset key (gymnax's ``step``), or, for envs with ``reuses_reset_state`` (the brax
+families, as brax's ``AutoResetWrapper``), the very observation that ``reset`` gave the slot.
 """
 
 from __future__ import annotations
@@ -50,15 +54,19 @@ def check_env_conformance(
                 step_keys, state, action, params
             )
             # an auto-reset restarts with the same task: the reset obs is reset_env's with params
-            reset_obs = jax.vmap(lambda k, p: env.reset_env(jax.random.split(k)[1], p)[0])(
-                step_keys, params
-            )
+            # (envs that reuse the reset state are checked against ``reset``'s obs instead)
+            if env.reuses_reset_state:
+                reset_obs = next_obs
+            else:
+                reset_obs = jax.vmap(lambda k, p: env.reset_env(jax.random.split(k)[1], p)[0])(
+                    step_keys, params
+                )
             return (next_obs, next_state), (obs, reward, terminated, truncated, reset_obs, next_obs)
 
         _, trace = jax.lax.scan(one_step, (obs, state), jax.random.split(key_run, num_steps))
         return obs, trace
 
-    first_obs, (obs, reward, terminated, truncated, reset_obs, next_obs) = run(key, params)
+    first_obs, (obs, reward, terminated, truncated, fresh_obs, next_obs) = run(key, params)
     run(jax.random.key(1), tasks.sample(jax.random.key(1), num_tasks))
     assert len(traces) == 1, "the env retraced on new keys and tasks of the same shape"
 
@@ -74,8 +82,13 @@ def check_env_conformance(
 
     done = np.asarray(terminated | truncated)
     assert done.any(), f"no episode ended in {num_steps} steps with horizon {env.horizon}"
-    # auto-reset: after a done step the next observation is the same task's reset observation
-    np.testing.assert_allclose(np.asarray(next_obs)[done], np.asarray(reset_obs)[done], rtol=1e-6)
+    # auto-reset: after a done step the next observation is the same task's reset observation,
+    # a fresh one or (reuses_reset_state) the one that ``reset`` gave this env slot
+    if env.reuses_reset_state:
+        reset_obs = np.broadcast_to(np.asarray(first_obs), np.shape(next_obs))
+    else:
+        reset_obs = np.asarray(fresh_obs)
+    np.testing.assert_allclose(np.asarray(next_obs)[done], reset_obs[done], rtol=1e-6)
     # truncation at the horizon: no episode outlives it
     steps_since_reset = np.zeros(num_tasks, int)
     for t in range(num_steps):

@@ -172,3 +172,45 @@ def test_random_dynamics_change_the_physics_per_task():
     same = jax.tree.map(lambda x: jnp.stack([x[0], x[0]]), params)
     _, trajectory_same = run(keys, same)
     np.testing.assert_allclose(trajectory_same[:, 0], trajectory_same[:, 1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_brax_auto_reset_returns_to_the_cached_start_state_with_the_same_task():
+    env, _ = envs.make("cheetah-vel", horizon=2)
+    assert env.reuses_reset_state
+    params = VelocityTask(target_velocity=jnp.array([0.3, 1.7]))
+    keys = jax.random.split(jax.random.key(0), 2)
+    action = jnp.broadcast_to(jnp.linspace(-0.8, 0.8, env.action_size), (2, env.action_size))
+
+    def no_fresh_reset(*args):
+        raise AssertionError("step ran a fresh brax reset")
+
+    @jax.jit
+    def run(keys, params):
+        obs, state = jax.vmap(env.reset)(keys, params)
+        env.reset_env = no_fresh_reset  # only reset above may reset; step must not
+
+        def one_step(state, t):
+            step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, t)
+            out = jax.vmap(env.step)(step_keys, state, action, params)
+            return out[1], out
+
+        return obs, state, jax.lax.scan(one_step, state, jnp.arange(3))[1]
+
+    try:
+        obs, start, (next_obs, states, reward, terminated, truncated, info) = run(keys, params)
+    finally:
+        del env.reset_env
+    assert truncated.tolist() == [[False, False], [True, True], [False, False]]
+    assert not bool(jnp.any(terminated))
+    # after the truncation at step 2 the state is the cached start state, time 0
+    after_done = jax.tree.map(lambda x: x[1], states)
+    jax.tree.map(np.testing.assert_array_equal, after_done.brax, start.brax)
+    jax.tree.map(np.testing.assert_array_equal, after_done.first, start.first)
+    assert after_done.time.tolist() == [0, 0]
+    np.testing.assert_array_equal(next_obs[1], obs)
+    assert not np.allclose(info["final_observation"][1], obs)  # the episode did move
+    # the same task: the step after the reset repeats the first step exactly, rewards included
+    np.testing.assert_array_equal(next_obs[2], next_obs[0])
+    np.testing.assert_array_equal(reward[2], reward[0])
+    assert abs(float(reward[0, 0] - reward[0, 1])) > 0.1  # and the two tasks differ

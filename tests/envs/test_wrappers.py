@@ -1,8 +1,12 @@
 """TrialWrapper: RL² inputs, K episodes per trial, horizon, reset keeps the task."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
+from gymnax.environments import environment as gymnax_env
+from gymnax.environments import spaces as gymnax_spaces
 
 import metajax.envs as envs
 from metajax.envs.tabular_mdp import MDPParams
@@ -38,3 +42,67 @@ def test_oracle_of_a_trial_is_k_times_the_episode_oracle():
     np.testing.assert_allclose(
         trial.oracle_episode_return(params), 7 * env.oracle_episode_return(params), rtol=1e-6
     )
+
+
+@struct.dataclass
+class _WalkState(envs.EnvState):
+    position: jax.Array
+    start: jax.Array
+
+
+class _CachedStartWalk(envs.MetaEnv):
+    """A 1-d random walk whose episodes restart from the start cached at ``reset``."""
+
+    horizon = 2
+    reuses_reset_state = True
+
+    def reset_env(self, key, params):
+        start = jax.random.uniform(key, ())
+        return jnp.stack([start]), _WalkState(time=jnp.int32(0), position=start, start=start)
+
+    def auto_reset(self, key, state, params):
+        del key
+        return jnp.stack([state.start]), state.replace(time=jnp.int32(0), position=state.start)
+
+    def step_env(self, key, state, action, params):
+        position = state.position + params
+        next_state = state.replace(time=state.time + 1, position=position)
+        return jnp.stack([position]), next_state, position, jnp.bool_(False), {}
+
+    def action_space(self, params=None):
+        return gymnax_spaces.Discrete(2)
+
+    def observation_space(self, params=None):
+        return gymnax_spaces.Box(-jnp.inf, jnp.inf, (1,), jnp.float32)
+
+
+def test_trial_wrapper_restarts_inner_episodes_through_auto_reset():
+    env = _CachedStartWalk()
+    trial = envs.TrialWrapper(env, episodes_per_trial=2)
+    assert trial.reuses_reset_state
+    params = jnp.float32(10.0)
+    obs, state = trial.reset(jax.random.key(0), params)
+    start = float(obs[0])
+    positions = []
+    for t in range(6):  # two trials of two episodes of two steps
+        obs, state, *_ = trial.step(jax.random.key(100 + t), state, 0, params)
+        positions.append(float(obs[0]))
+    # every inner episode and every trial restarts at the cached start, never a fresh draw
+    expected = [start + 10, start] * 3
+    np.testing.assert_allclose(positions, expected, rtol=1e-6)
+    assert int(state.episode) == 1 and int(state.time) == 2  # 2 steps into trial 2
+
+
+def test_step_is_gymnax_step_for_envs_that_reset_fresh():
+    env, tasks = envs.make("nav2d", horizon=3)
+    params = tasks.test_tasks(1)
+    params = jax.tree.map(lambda x: x[0], params)
+    assert not env.reuses_reset_state
+    _, state = env.reset(jax.random.key(0), params)
+    for t in range(4):  # crosses the truncation at the horizon
+        key = jax.random.key(t)
+        action = jnp.full((2,), 0.05)
+        ours = env.step(key, state, action, params)
+        theirs = gymnax_env.Environment.step(env, key, state, action, params)
+        chex.assert_trees_all_equal(ours, theirs)
+        state = ours[1]
