@@ -17,6 +17,14 @@ per axis; the task is the goal position. Three families share one env:
 
 Neither reference clips the position, so the observation (the position) is unbounded.
 
+Every family's ``step`` info holds ``"distance"`` (``||p' - g||``) and ``"dense_reward"``
+(``-||p' - g||``, whatever the reward kind). PEARL's reference sparse point robot returns the
+dense reward from ``step`` and the sparse one in ``info['sparse_reward']``: with
+``sparse_rewards`` its SAC losses train on the dense reward and only the context encoder (and
+the reported returns) see the sparse one. Here the reward is the family's own (sparse for
+``point-robot-sparse``) and the dense one is in the info, so a learner can follow the reference
+(``metajax.learners.pearl.Config.rl_reward = "dense"``).
+
 Oracle: the policy ``a = clip(g - p, -max_step, max_step)`` moves every axis at full speed
 towards the goal; it attains the smallest possible distance on every step (each axis is at
 ``max(|g_i| - max_step * t, 0)``), and every reward here is a non-increasing function of that
@@ -111,7 +119,7 @@ class PointNavigation(MetaEnv):
         distance = jnp.linalg.norm(offset)
         reward = self._reward(distance).astype(jnp.float32)
         terminated = self._terminated(offset)
-        info = {"distance": distance}
+        info = {"distance": distance, "dense_reward": (-distance).astype(jnp.float32)}
         return (
             position,
             PointState(time=state.time + 1, position=position),

@@ -21,10 +21,11 @@ NAMES = ["nav2d", "point-robot-sparse", "point-robot-dense"]
 def numpy_episode(name: str, goal: np.ndarray, actions: np.ndarray):
     """The reference envs in plain NumPy (maml_rl point_env_randgoal, oyster point_robot).
 
-    Returns per-step (rewards, done, positions) up to and including the first termination.
+    Returns per-step (rewards, done, positions, dense rewards) up to and including the first
+    termination; the dense reward is what oyster's sparse point robot returns from ``step``.
     """
     position = np.zeros(2)
-    rewards, dones, positions = [], [], []
+    rewards, dones, positions, denses = [], [], [], []
     for action in actions:
         position = position + np.clip(action, -0.1, 0.1)  # rllab/rlkit normalize: clip
         x, y = position - goal
@@ -39,9 +40,10 @@ def numpy_episode(name: str, goal: np.ndarray, actions: np.ndarray):
         rewards.append(reward)
         dones.append(done)
         positions.append(position.copy())
+        denses.append(dense)
         if done:
             break
-    return np.array(rewards), np.array(dones), np.array(positions)
+    return np.array(rewards), np.array(dones), np.array(positions), np.array(denses)
 
 
 def _episode_fn(env):
@@ -50,10 +52,10 @@ def _episode_fn(env):
         obs, state = env.reset_env(jax.random.key(0), params)
 
         def one_step(state, action):
-            obs, state, reward, terminated, _ = env.step_env(
+            obs, state, reward, terminated, info = env.step_env(
                 jax.random.key(0), state, action, params
             )
-            return state, (obs, reward, terminated)
+            return state, (obs, reward, terminated, info["dense_reward"])
 
         return jax.lax.scan(one_step, state, actions)[1]
 
@@ -92,8 +94,9 @@ def test_reward_matches_numpy_reference(name, goal, seed, scale):
     rng = np.random.default_rng(seed)
     # a random walk biased towards the goal, so some episodes reach it and terminate
     actions = (rng.uniform(-scale, scale, (40, 2)) + 0.05 * np.sign(goal)).astype(np.float32)
-    obs, reward, terminated = map(np.asarray, _EPISODE_FNS[name](jnp.asarray(goal), actions))
-    ref_reward, ref_done, ref_pos = numpy_episode(name, goal.astype(np.float64), actions)
+    episode = _EPISODE_FNS[name](jnp.asarray(goal), actions)
+    obs, reward, terminated, dense = map(np.asarray, episode)
+    ref_reward, ref_done, ref_pos, ref_dense = numpy_episode(name, goal.astype(np.float64), actions)
     n = len(ref_reward)
     assert np.all(np.isfinite(obs)) and np.all(np.isfinite(reward))
     # steps within rounding of a threshold (goal radius 0.2, tolerance 0.01) may go either way
@@ -101,6 +104,8 @@ def test_reward_matches_numpy_reference(name, goal, seed, scale):
     off_edge = np.abs(distance - 0.2) > 1e-5
     np.testing.assert_allclose(reward[:n][off_edge], ref_reward[off_edge], atol=2e-5)
     np.testing.assert_allclose(obs[:n], ref_pos, atol=2e-5)
+    # info["dense_reward"] is -distance for every family (oyster's step reward)
+    np.testing.assert_allclose(dense[:n], ref_dense, atol=2e-5)
     near_edge = np.abs(np.max(np.abs(ref_pos - goal), axis=-1) - 0.01) < 1e-5
     agree = (terminated[:n] == ref_done) | near_edge
     assert agree.all()
