@@ -9,10 +9,19 @@ One ``train_step`` is one reference iteration:
 
 1. COLLECT on ``collect_tasks`` tasks of the fixed training pool: the task's context buffer is
    emptied, ``prior_steps`` steps are taken with z ~ N(0, I) (into the RL and context buffers),
-   then ``posterior_steps`` with z ~ q(z | c), c sampled from the context buffer (into the RL
-   buffer only: the reference's ``num_extra_rl_steps_posterior``). z is redrawn every episode.
+   then ``posterior_context_steps`` with z ~ q(z | c), c sampled from the context buffer anew
+   before each episode (into both buffers, so later episodes condition on earlier ones: the
+   reference's ``num_steps_posterior``), then ``posterior_steps`` with z ~ q(z | c), c sampled
+   from the final context buffer (into the RL buffer only: the reference's
+   ``num_extra_rl_steps_posterior``). z is redrawn every episode. (The reference starts each
+   posterior phase with one prior-z episode; here every posterior-phase episode uses q(z | c).)
 2. TRAIN: ``gradient_steps`` SAC updates in one ``lax.scan``, each on ``num_tasks`` tasks with
    ``batch_size`` RL transitions and ``context_batch_size`` context transitions per task.
+
+``rl_reward = "dense"`` follows the reference's sparse point robot (``sparse_rewards``): the
+RL buffer, which feeds the actor and critic losses, stores the env's dense reward
+(``info["dense_reward"]``) while the context buffer, the evaluation context and the reported
+returns keep the env's own (sparse) reward; only task inference sees the sparse reward.
 
 ``init`` fills every pool task's buffers with ``initial_steps`` prior-z steps of the initial
 policy. The buffers are ``[pool, capacity, ...]`` arrays in the state, sharded over devices
@@ -38,6 +47,10 @@ from metajax.errors import ConfigError
 from metajax.learners import sac
 from metajax.learners.base import Learner
 from metajax.networks import MLP
+
+# the env ``step`` info key of a dense reward for the RL losses (``Config.rl_reward = "dense"``)
+DENSE_REWARD_KEY = "dense_reward"
+RL_REWARDS = ("env", "dense")
 
 # ----------------------------------------------------------------------------- posterior
 
@@ -156,8 +169,16 @@ class Config:
     initial_steps: int = 200  # per pool task, prior z, at init
     prior_steps: int = 100  # per collected task and iteration, z ~ N(0, I)
     posterior_steps: int = 100  # per collected task and iteration, z ~ q(z | c), RL buffer only
+    # per collected task and iteration, after the prior steps: z ~ q(z | c) with c drawn from
+    # the context buffer before each episode, into the RL and the context buffers (the
+    # reference's num_steps_posterior; posterior_steps is its num_extra_rl_steps_posterior)
+    posterior_context_steps: int = 0
     rl_capacity: int = 20_000  # RL buffer size per task
     eval_episodes: int = 3  # K: episodes per held-out task in ``evaluate``
+    # reward of the RL buffer (actor and critic losses): "env", the env's reward, or "dense",
+    # the env's info["dense_reward"] (the reference's sparse point robot: SAC on the dense
+    # reward, the context encoder and the reported returns on the env's sparse one)
+    rl_reward: str = "env"
 
     def validate(self, horizon: int) -> None:
         """Raises ConfigError for impossible values (steps must be whole episodes)."""
@@ -177,7 +198,9 @@ class Config:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("initial_steps", "prior_steps", "posterior_steps"):
+        if self.posterior_context_steps < 0 or self.posterior_steps < 0:
+            raise ConfigError("posterior_steps and posterior_context_steps must be non-negative")
+        for name in ("initial_steps", "prior_steps", "posterior_steps", "posterior_context_steps"):
             if getattr(self, name) % horizon:
                 raise ConfigError(
                     f"{name} ({getattr(self, name)}) must be a multiple of the horizon {horizon}"
@@ -190,6 +213,8 @@ class Config:
             raise ConfigError("learning rates must be positive")
         if self.init_temperature <= 0 or self.kl_weight < 0:
             raise ConfigError("init_temperature must be positive and kl_weight non-negative")
+        if self.rl_reward not in RL_REWARDS:
+            raise ConfigError(f"rl_reward must be one of {RL_REWARDS}, got {self.rl_reward!r}")
 
 
 class Params(NamedTuple):
@@ -225,10 +250,35 @@ class State(NamedTuple):
 # ----------------------------------------------------------------------------- learner
 
 
+def check_dense_reward(env: MetaEnv, tasks: TaskDistribution) -> None:
+    """ConfigError unless ``env.step``'s info holds a scalar ``DENSE_REWARD_KEY`` per step.
+
+    Traced abstractly (``jax.eval_shape``): nothing runs.
+    """
+
+    def info_of_one_step(key: jax.Array):
+        task = tasks.sample_task(key)
+        _, state = env.reset(key, task)
+        action = jnp.zeros(env.action_space().shape, jnp.float32)
+        return env.step(key, state, action, task)[-1]
+
+    info = jax.eval_shape(info_of_one_step, jax.random.key(0))
+    entry = info.get(DENSE_REWARD_KEY) if isinstance(info, dict) else None
+    if entry is None or getattr(entry, "shape", None) != ():
+        keys = sorted(info) if isinstance(info, dict) else []
+        raise ConfigError(
+            f"rl_reward='dense' needs a scalar info['{DENSE_REWARD_KEY}'] from the env's step; "
+            f"{type(env).__name__} reports {keys}"
+        )
+
+
 def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learner:
     """PEARL on the task distribution ``tasks`` of ``env``: init, train_step, evaluate."""
     horizon = env.horizon
     config.validate(horizon)
+    dense_rl_reward = config.rl_reward == "dense"
+    if dense_rl_reward:
+        check_dense_reward(env, tasks)
     low, high = sac.action_bounds(env)
     action_dim = low.shape[0] if low.ndim else 1
     obs_dim = int(jnp.size(jnp.zeros(env.observation_space().shape)))
@@ -246,7 +296,9 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
     encoder_opt = optax.adam(config.encoder_lr)
     alpha_opt = optax.adam(config.temperature_lr)
     target_entropy = -float(action_dim) if config.target_entropy is None else config.target_entropy
-    context_capacity = max(config.initial_steps, config.prior_steps)
+    context_capacity = max(
+        config.initial_steps, config.prior_steps + config.posterior_context_steps
+    )
     context_dim = (
         2 * obs_dim + action_dim + 1 if config.context_next_obs else obs_dim + action_dim + 1
     )
@@ -289,11 +341,29 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
         _, traj = rollout.rollout(env, policy, start, task, step_keys, horizon)
         return traj  # [H, B]
 
-    def collect(params: Params, rl_buf, ctx_buf, task, keys, prior_episodes, posterior_episodes):
-        """Prior-z episodes (RL + context buffers), then posterior-z ones (RL buffer only).
+    def rl_items(traj, items: replay.Experience) -> replay.Experience:
+        """The RL buffer's items: ``items`` (the env's reward), or with the dense reward."""
+        if not dense_rl_reward:
+            return items
+        dense = jnp.swapaxes(traj.info[DENSE_REWARD_KEY], 0, 1).astype(jnp.float32)  # [B, H]
+        return items._replace(reward=dense)
+
+    def collect(
+        params: Params,
+        rl_buf,
+        ctx_buf,
+        task,
+        keys,
+        prior_episodes: int,
+        posterior_episodes: int,
+        context_posterior_episodes: int = 0,
+    ):
+        """Prior-z episodes (RL + context buffers), posterior-z episodes with the posterior refit
+        before each from the growing context buffer (RL + context buffers), then posterior-z
+        episodes with the posterior of the final context buffer (RL buffer only).
 
         Buffers, tasks and keys are those of the B collected tasks; returns the buffers and the
-        mean episode returns of both phases.
+        mean episode returns (the env's reward) of the prior and of the posterior episodes.
         """
 
         def prior_episode(carry, e):
@@ -303,10 +373,12 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
             traj = run_episode(params.actor, task, z, ep_keys, deterministic=False)
             items = sac.time_to_items(sac.to_experience(traj))
             returns = rollout.episode_returns(traj, 1)[:, 0]
-            return (replay.add(rl_buf, items), replay.add(ctx_buf, items)), returns
+            rl_buf = replay.add(rl_buf, rl_items(traj, items))
+            return (rl_buf, replay.add(ctx_buf, items)), returns
 
-        def posterior_episode(rl_buf, e, ctx_buf):
-            ep_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, prior_episodes + e)
+        def posterior_episode(e, ctx_buf):
+            """Episode ``e`` of the task with z ~ q(z | c), c sampled from ``ctx_buf``."""
+            ep_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, e)
             ctx_keys = jax.vmap(jax.random.fold_in, (0, None))(ep_keys, 8)
             context = replay.sample(ctx_buf, ctx_keys, config.context_batch_size)
             mean, var = posterior(encode(params.encoder, context))
@@ -316,19 +388,39 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
             z = mean + jnp.sqrt(var) * noise
             traj = run_episode(params.actor, task, z, ep_keys, deterministic=False)
             items = sac.time_to_items(sac.to_experience(traj))
-            return replay.add(rl_buf, items), rollout.episode_returns(traj, 1)[:, 0]
+            return traj, items, rollout.episode_returns(traj, 1)[:, 0]
+
+        def context_posterior_episode(carry, e):
+            rl_buf, ctx_buf = carry
+            traj, items, returns = posterior_episode(prior_episodes + e, ctx_buf)
+            rl_buf = replay.add(rl_buf, rl_items(traj, items))
+            return (rl_buf, replay.add(ctx_buf, items)), returns
+
+        def rl_posterior_episode(rl_buf, e, ctx_buf):
+            episode = prior_episodes + context_posterior_episodes + e
+            traj, items, returns = posterior_episode(episode, ctx_buf)
+            return replay.add(rl_buf, rl_items(traj, items)), returns
 
         (rl_buf, ctx_buf), prior_returns = jax.lax.scan(
             prior_episode, (rl_buf, ctx_buf), jnp.arange(prior_episodes)
         )
-        posterior_returns = jnp.zeros((1,))
+        posterior_returns = []
+        if context_posterior_episodes:
+            (rl_buf, ctx_buf), returns = jax.lax.scan(
+                context_posterior_episode, (rl_buf, ctx_buf), jnp.arange(context_posterior_episodes)
+            )
+            posterior_returns.append(returns)
         if posterior_episodes:
-            rl_buf, posterior_returns = jax.lax.scan(
-                lambda buf, e: posterior_episode(buf, e, ctx_buf),
+            rl_buf, returns = jax.lax.scan(
+                lambda buf, e: rl_posterior_episode(buf, e, ctx_buf),
                 rl_buf,
                 jnp.arange(posterior_episodes),
             )
-        return rl_buf, ctx_buf, jnp.mean(prior_returns), jnp.mean(posterior_returns)
+            posterior_returns.append(returns)
+        posterior_return = (
+            jnp.mean(jnp.concatenate(posterior_returns)) if posterior_returns else jnp.float32(0.0)
+        )
+        return rl_buf, ctx_buf, jnp.mean(prior_returns), posterior_return
 
     def init(key: jax.Array) -> State:
         key_pool, key_actor, key_critic, key_encoder, key_collect = jax.random.split(key, 5)
@@ -468,6 +560,7 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
                 run_keys,
                 config.prior_steps // horizon,
                 config.posterior_steps // horizon,
+                config.posterior_context_steps // horizon,
             )
             rl_buffer = replay.scatter(state.rl_buffer, chosen, rl_part)
             ctx_buffer = replay.scatter(state.context_buffer, chosen, ctx_part)
@@ -520,7 +613,8 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
         """Return of episode k = 1..K on each task: ``[num_tasks, K]``.
 
         Episode k acts (deterministically) with z ~ q(z | c), c = the transitions of episodes
-        1..k-1 of the same task (k = 1: z ~ N(0, I)).
+        1..k-1 of the same task (k = 1: z ~ N(0, I)), each up to its first done. Returns and
+        context use the env's own reward, whatever ``rl_reward`` is.
         """
         n = jax.tree.leaves(eval_tasks)[0].shape[0]
         keys = jax.random.split(key, n)
@@ -562,7 +656,8 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
         train_step=make_train_step(None),
         evaluate=evaluate,
         adaptation_unit="episode",
-        env_steps_per_update=config.collect_tasks * (config.prior_steps + config.posterior_steps),
+        env_steps_per_update=config.collect_tasks
+        * (config.prior_steps + config.posterior_context_steps + config.posterior_steps),
         make_train_step=make_train_step,
         state_partition=state_partition,
     )

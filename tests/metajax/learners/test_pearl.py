@@ -118,8 +118,15 @@ TINY = dict(
 )
 
 
-def test_sharded_step_matches_single_device():
-    result = check_sharded_matches_single("pearl", "point-robot-dense", TINY, steps=2)
+@pytest.mark.parametrize(
+    "env, options",
+    [
+        ("point-robot-dense", TINY),
+        ("point-robot-sparse", {**TINY, "rl_reward": "dense", "posterior_context_steps": 20}),
+    ],
+)
+def test_sharded_step_matches_single_device(env, options):
+    result = check_sharded_matches_single("pearl", env, options, steps=2)
     assert result["ok"]
 
 
@@ -147,6 +154,71 @@ def test_checkpoint_resume_is_exact(tmp_path):
     # the buffers really are in the checkpoint: both hold the same, non-empty data
     assert int(jnp.sum(restored.rl_buffer.size)) > 0
     np.testing.assert_array_equal(restored.rl_buffer.data.obs, state.rl_buffer.data.obs)
+
+
+def _valid_items(buffer: replay.ReplayBuffer):
+    """Per pool task, the valid items of a buffer as NumPy: a list of (reward, next_obs)."""
+    reward, next_obs = np.asarray(buffer.data.reward), np.asarray(buffer.data.next_obs)
+    return [(reward[i, :n], next_obs[i, :n]) for i, n in enumerate(np.asarray(buffer.size))]
+
+
+@pytest.mark.parametrize("rl_reward", ["dense", "env"])
+def test_rl_reward_dense_trains_sac_on_the_dense_reward(rl_reward):
+    # the reference's sparse point robot: the RL buffer holds -distance, the context buffer the
+    # env's sparse reward (1 - distance within 0.2, else 0); with "env" both hold the sparse one
+    env, tasks = envs.make("point-robot-sparse")
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY.items()}
+    learner = pearl.make_learner(pearl.Config(**options, rl_reward=rl_reward), env, tasks)
+    state = jax.jit(learner.init)(jax.random.key(0))
+    state, metrics = jax.jit(learner.train_step)(state, jax.random.key(1))
+    assert np.all(np.isfinite(jax.tree.leaves(metrics)))
+    goals = np.asarray(state.pool.goal)  # [80, 2]
+    sparse = lambda d: np.where(d <= 0.2, 1.0 - d, 0.0)
+    rl_expected = (lambda d: -d) if rl_reward == "dense" else sparse
+    for name, buffer, expected in (
+        ("rl", state.rl_buffer, rl_expected),
+        ("context", state.context_buffer, sparse),
+    ):
+        items = _valid_items(buffer)
+        assert all(len(r) > 0 for r, _ in items), name
+        for goal, (reward, next_obs) in zip(goals, items, strict=True):
+            distance = np.linalg.norm(next_obs - goal, axis=-1)
+            off_edge = np.abs(distance - 0.2) > 1e-5
+            np.testing.assert_allclose(
+                reward[off_edge], expected(distance)[off_edge], atol=1e-5, err_msg=name
+            )
+
+
+def test_rl_reward_dense_needs_the_dense_reward_in_the_info():
+    pendulum, pendulum_tasks = envs.make("gymnax-pendulum")
+    with pytest.raises(ConfigError, match="info\\['dense_reward'\\]") as error:
+        steps = dict(initial_steps=200, prior_steps=200, posterior_steps=200)  # horizon 200
+        pearl.make_learner(pearl.Config(**steps, rl_reward="dense"), pendulum, pendulum_tasks)
+    assert "\n" not in str(error.value)
+    env, tasks = envs.make("point-robot-sparse")
+    with pytest.raises(ConfigError, match="rl_reward must be one of"):
+        pearl.make_learner(pearl.Config(rl_reward="sparse"), env, tasks)
+    pearl.make_learner(pearl.Config(rl_reward="dense"), env, tasks)  # the point robots have it
+
+
+def test_posterior_context_steps_go_to_both_buffers():
+    # initial 60 steps per pool task; a collected task's context buffer is emptied, then gets
+    # 20 prior + 20 posterior-context steps (40), its RL buffer 20 + 20 + 20 (posterior_steps)
+    env, tasks = envs.make("point-robot-sparse")
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY.items()}
+    options.update(initial_steps=60, posterior_context_steps=20)
+    learner = pearl.make_learner(pearl.Config(**options), env, tasks)
+    assert learner.env_steps_per_update == 8 * (20 + 20 + 20)
+    state = jax.jit(learner.init)(jax.random.key(0))
+    assert replay.capacity(state.context_buffer) == 60
+    after, _ = jax.jit(learner.train_step)(state, jax.random.key(1))
+    rl_size = np.asarray(after.rl_buffer.size)
+    ctx_size = np.asarray(after.context_buffer.size)
+    collected = rl_size == 120
+    assert collected.sum() == 8 and set(rl_size[~collected].tolist()) == {60}
+    assert np.all(ctx_size[collected] == 40) and np.all(ctx_size[~collected] == 60)
+    with pytest.raises(ConfigError, match="posterior_context_steps .* multiple of the horizon"):
+        pearl.make_learner(pearl.Config(posterior_context_steps=30), env, tasks)
 
 
 def test_critic_loss_trains_the_encoder():
