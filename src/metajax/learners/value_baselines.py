@@ -58,17 +58,34 @@ def fit_linear_baseline(
 ) -> jax.Array:
     """Ridge-regression weights [F] of ``returns`` [T, N] on ``features(obs)`` over masked steps.
 
-    Solves ``(X^T X + reg I) w = X^T R`` as the least-squares problem ``[X; sqrt(reg) I] w =
-    [R; 0]``, which is better conditioned in float32 than the normal equations.
+    Solves the normal equations ``(X^T X + reg I) w = X^T R`` as the reference does (rllab's
+    ``LinearFeatureBaseline``, including its retry with a 10x larger ``reg`` while the solution
+    is not finite), by a Cholesky factorization of the Jacobi-scaled F x F system and one step of
+    iterative refinement, which brings float32 to the accuracy of a least-squares solver on
+    ``[X; sqrt(reg) I]``. A batched SVD or QR of the tall ``[T * N, F]`` matrix costs ~1000x more
+    on CPU.
     """
     x = features(obs) * mask[..., None]  # [T, N, F]
     x = jnp.reshape(x, (-1, x.shape[-1]))
     y = jnp.reshape(returns * mask, (-1,))
-    num_features = x.shape[-1]
-    x_aug = jnp.concatenate([x, jnp.sqrt(reg_coeff) * jnp.eye(num_features, dtype=x.dtype)])
-    y_aug = jnp.concatenate([y, jnp.zeros((num_features,), y.dtype)])
-    weights, *_ = jnp.linalg.lstsq(x_aug, y_aug)
-    return weights
+    gram, rhs = x.T @ x, x.T @ y
+    eye = jnp.eye(gram.shape[0], dtype=gram.dtype)
+
+    def solve(reg):
+        a = gram + reg * eye
+        scale = jax.lax.rsqrt(jnp.diagonal(a))  # Jacobi scaling: the same solution, better pivots
+        factor = jax.scipy.linalg.cho_factor(a * scale[:, None] * scale[None, :])
+
+        def apply_inverse(b):
+            return scale * jax.scipy.linalg.cho_solve(factor, scale * b)
+
+        weights = apply_inverse(rhs)
+        residual = x.T @ (y - x @ weights) - reg * weights  # refinement: X^T r from r = y - X w
+        return weights + apply_inverse(residual)
+
+    candidates = jax.vmap(solve)(reg_coeff * 10.0 ** jnp.arange(5, dtype=x.dtype))  # [5, F]
+    finite = jnp.all(jnp.isfinite(candidates), axis=-1)
+    return candidates[jnp.argmax(finite)]  # the first finite one (the first if none is)
 
 
 def predict_linear_baseline(weights: jax.Array, obs: jax.Array) -> jax.Array:
