@@ -60,6 +60,17 @@ def conjugate_gradient(
     Runs ``iters`` iterations from ``x = 0``; once the squared residual falls under
     ``residual_tol`` the iterate is frozen (fixed shapes, no early exit under ``jit``).
     """
+    return conjugate_gradient_with_residual(matvec, b, iters, residual_tol)[0]
+
+
+def conjugate_gradient_with_residual(
+    matvec: Callable[[Params], Params], b: Params, iters: int = 10, residual_tol: float = 1e-10
+) -> tuple[Params, Params]:
+    """``conjugate_gradient``'s ``x`` and its recurrence residual ``r = b - A x``.
+
+    ``A x = b - r`` holds for every iterate in exact arithmetic, so ``x . (b - r)`` is
+    ``x^T A x`` without another product with ``A``.
+    """
     x = jax.tree.map(jnp.zeros_like, b)
     r, p = b, b
     rdotr = tree_vdot(r, r)
@@ -77,8 +88,8 @@ def conjugate_gradient(
         p = jax.tree.map(lambda p_, r_: jnp.where(active, r_ + beta * p_, p_), p, r)
         return x, r, p, jnp.where(active, new_rdotr, rdotr)
 
-    x, *_ = jax.lax.fori_loop(0, iters, body, (x, r, p, rdotr))
-    return x
+    x, r, *_ = jax.lax.fori_loop(0, iters, body, (x, r, p, rdotr))
+    return x, r
 
 
 # ----------------------------------------------------------------------------- the step
@@ -106,6 +117,8 @@ def trpo_step(
     backtrack_ratio: float = 0.8,
     axis_name: str | None = None,
     make_fvp: Callable[[Params], Callable[[Params], Params]] | None = None,
+    linearize: Callable[[Params], tuple[jax.Array, Params, Callable[[Params], Params]]]
+    | None = None,
 ) -> tuple[Params, TRPOInfo]:
     """One trust-region step: natural gradient by CG, then a backtracking line search.
 
@@ -117,21 +130,29 @@ def trpo_step(
         axis_name: the shard_map axis of the task batch, or None on one device.
         make_fvp: ``params -> (v -> F v)`` for this shard, a cheaper exact form of the
             Hessian of ``kl_fn`` at ``params`` (e.g. Gauss-Newton); default ``make_hvp``.
+        linearize: ``params -> (loss, grad, fvp)`` for this shard from one shared
+            linearization (MAML: the adaptation's); replaces ``value_and_grad`` of the loss
+            and ``make_fvp``.
 
     A candidate ``params + ratio**i * step`` is accepted at the first ``i`` where the KL is at
     most ``max_kl`` and the loss decreased; if none is, the parameters are unchanged.
     """
 
     # Differentiate this shard's loss, then average: no collective inside the derivative.
-    loss_before, grad = jax.value_and_grad(lambda p: loss_and_kl(p)[0])(params)
+    if linearize is not None:
+        loss_before, grad, local_fvp = linearize(params)
+    else:
+        loss_before, grad = jax.value_and_grad(lambda p: loss_and_kl(p)[0])(params)
+        local_fvp = make_hvp(kl_fn, params) if make_fvp is None else make_fvp(params)
     loss_before, grad = distributed.pmean((loss_before, grad), axis_name)
-    local_fvp = make_hvp(kl_fn, params) if make_fvp is None else make_fvp(params)
 
     def fvp(v):
         return tree_axpy(cg_damping, v, distributed.pmean(local_fvp(v), axis_name))
 
-    step_dir = conjugate_gradient(fvp, tree_scale(-1.0, grad), cg_iters)
-    shs = 0.5 * tree_vdot(step_dir, fvp(step_dir))
+    neg_grad = tree_scale(-1.0, grad)
+    step_dir, residual = conjugate_gradient_with_residual(fvp, neg_grad, cg_iters)
+    # s^T F s = s . (b - r) from CG's own recurrence: the same quantity as s . fvp(s)
+    shs = 0.5 * tree_vdot(step_dir, jax.tree.map(jnp.subtract, neg_grad, residual))
     scale = jnp.sqrt(2.0 * max_kl / jnp.maximum(2.0 * shs, 1e-12))
     full_step = tree_scale(scale, step_dir)
 
@@ -170,6 +191,7 @@ def trpo_step(
 __all__ = [
     "TRPOInfo",
     "conjugate_gradient",
+    "conjugate_gradient_with_residual",
     "hvp",
     "make_hvp",
     "tree_axpy",

@@ -30,6 +30,17 @@ def test_conjugate_gradient_solves_an_spd_system_on_a_pytree():
     np.testing.assert_allclose(ravel_pytree(x)[0], jnp.linalg.solve(a, flat_b), rtol=1e-3)
 
 
+def test_conjugate_gradient_residual_gives_the_quadratic_form():
+    # x . (b - r) = x^T A x: TRPO's step scale without another product with A
+    key_a, key_b = jax.random.split(jax.random.key(3))
+    m = jax.random.normal(key_a, (8, 8))
+    a = m @ m.T + 0.1 * jnp.eye(8)
+    b = jax.random.normal(key_b, (8,))
+    x, r = jax.jit(lambda b: trpo.conjugate_gradient_with_residual(lambda v: a @ v, b, iters=4))(b)
+    np.testing.assert_allclose(r, b - a @ x, rtol=1e-3, atol=1e-4)  # 4 < 8: not converged
+    np.testing.assert_allclose(x @ (b - r), x @ a @ x, rtol=1e-4)
+
+
 def test_hvp_equals_the_explicit_hessian_times_a_vector_on_a_small_network():
     net = nn.Sequential([nn.Dense(4), nn.tanh, nn.Dense(1)])
     key_p, key_x, key_v = jax.random.split(jax.random.key(1), 3)
