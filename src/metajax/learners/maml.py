@@ -72,6 +72,9 @@ class Config:
     max_kl: float = 0.01  # TRPO trust region
     cg_iters: int = 10
     cg_damping: float = 1e-5
+    # fraction of each shard's tasks whose trajectories the Fisher-vector products use (rllab's
+    # ConjugateGradientOptimizer subsample_factor, by task); 1.0 = the exact Fisher (default)
+    cg_subsample: float = 1.0
     line_search_steps: int = 15
     backtrack_ratio: float = 0.8
     outer_lr: float = 1e-3  # PPO (Adam) meta learning rate
@@ -220,6 +223,7 @@ def task_objective(
     data: Batch,
     explore_adv: jax.Array,
     lrs: Sequence[float],
+    pre_update_only: bool = False,
 ) -> dict[str, jax.Array]:
     """The outer loss of one task and its pieces; ``data`` leaves ``[K + 1, T, N, ...]``.
 
@@ -227,6 +231,7 @@ def task_objective(
     - exploration_weight * sum_k mean_t(pi_theta_k / pi_old_k) on D_k * explore_adv``, where
     ``theta_K`` is ``theta`` adapted on ``D_0..D_{K-1}`` (differentiably) and ``explore_adv``
     is the task's standardized post-update return (E-MAML's credit to the sampling policy).
+    ``pre_update_only`` stops after the pre-update terms (``inner_kl``, ``explore``; no ``loss``).
     """
     num_inner = jax.tree.leaves(data)[0].shape[0] - 1
     policy_params = meta_params["policy"]
@@ -245,6 +250,8 @@ def task_objective(
                 logp = log_prob(dist, batch.action, core.discrete)
                 ratio = jnp.exp(logp - batch.old_log_prob)
                 explore = explore + masked_mean(ratio, batch.mask) * explore_adv
+        if pre_update_only and k == num_inner - 1:
+            return {"inner_kl": inner_kl, "explore": explore}
         policy_params = core.adapt(policy_params, batch, alpha)
     outer = index(data, num_inner)
     dist = core.apply_fn(policy_params, outer.obs)
@@ -266,34 +273,122 @@ def adapted_distribution(
     return core.apply_fn(policy_params, index(data, num_inner).obs)
 
 
-def make_fisher_vector_product(
-    core: MetaGradientCore, meta_params: dict, data: Batch, lrs: Sequence[float]
-):
-    """``v -> H v``, H the Hessian at ``meta_params`` of the tasks' mean outer KL.
+def flatten_steps(data: Batch) -> Batch:
+    """``[tasks, K + 1, T, N, ...]`` batches with the step and trajectory axes merged into one.
 
-    ``data`` leaves ``[tasks, K + 1, T, N, ...]``. The KL ``KL(pi_old || pi_adapted(theta))``
-    is zero with zero gradient at the sampling parameters, so its Hessian there is exactly
-    the Gauss-Newton product ``J^T M J``: J the Jacobian of the adapted policy's outputs on
-    ``D_K`` through the inner step(s) (second order unless ``first_order``) and M the KL's
-    Hessian in output space (Gaussian: 1 / sigma^2 for the mean, 2 for log_std; categorical:
-    diag(p) - p p^T). Linearized once, each product costs one forward and one reverse pass
-    of tangents, without the third derivatives of a Hessian of the KL through the adaptation.
+    Every per-step quantity is a masked mean over steps, so the layout is the same math; one
+    ``[T * N]`` sample axis gives XLA plain matrix products (``episode_return`` is kept).
     """
-    num_inner = jax.tree.leaves(data)[0].shape[0] - 1
 
-    def outputs(params):
-        return jax.vmap(adapted_distribution, in_axes=(None, None, 0, None))(
-            core, params, data, lrs
-        )
+    def merge(x):
+        return jnp.reshape(x, x.shape[:2] + (-1,) + x.shape[4:])
 
-    dist, jvp_fn = jax.linearize(outputs, meta_params)
-    vjp_fn = jax.linear_transpose(jvp_fn, meta_params)
-    mask = data.mask[:, num_inner]  # [tasks, T, N]
-    weight = mask / jnp.maximum(jnp.sum(mask, axis=(1, 2), keepdims=True), 1.0)
-    weight = (weight / mask.shape[0])[..., None]  # mean over valid steps, then over tasks
+    fields = ("obs", "action", "mask", "advantage", "old_log_prob", "old_dist")
+    return data._replace(**{f: jax.tree.map(merge, getattr(data, f)) for f in fields})
+
+
+def _step(data: Batch, k: int) -> Batch:
+    """Every task's batch for step ``k``: leaves ``[tasks, K + 1, ...] -> [tasks, ...]``."""
+    return jax.tree.map(lambda x: x[:, k], data)
+
+
+def _scale(alpha, tree):
+    """``alpha * tree`` for a scalar or a per-parameter pytree ``alpha`` (broadcast over tasks)."""
+    if isinstance(alpha, (float, int)) or (isinstance(alpha, jax.Array) and alpha.ndim == 0):
+        return jax.tree.map(lambda x: alpha * x, tree)
+    return jax.tree.map(lambda a, x: a * x, alpha, tree)
+
+
+def _sub(a, b):
+    return jax.tree.map(lambda x, y: x - y, a, b)
+
+
+def _sum_tasks(tree):
+    return jax.tree.map(lambda x: jnp.sum(x, axis=0), tree)
+
+
+def linearize_adaptation(
+    core: MetaGradientCore, meta_params: dict, data: Batch, lrs: Sequence[float]
+) -> tuple[Any, Any, Any]:
+    """``meta_params`` -> every task's adapted distribution on its ``D_K``, linearized once.
+
+    ``data`` leaves ``[tasks, K + 1, ...]``. Returns ``(dist, jvp, vjp)``: ``dist`` leaves
+    ``[tasks, ...]``; ``jvp(v)`` is the distribution's tangent for a meta-parameter tangent
+    ``v``, ``vjp(c)`` the meta-parameter cotangent (summed over tasks) of a distribution
+    cotangent ``c``. The chain rule through ``theta_{k+1} = theta_k - alpha_k g_k(theta_k)`` is
+    ``d theta_{k+1} = d theta_k - alpha_k H_k d theta_k - d alpha_k g_k``, H_k the inner loss's
+    Hessian at theta_k (second order unless ``first_order``), so each inner step is linearized
+    once (``jax.linearize`` of its gradient) and its symmetric Hessian-vector product serves
+    both directions; only the policy's outputs on ``D_K`` are transposed.
+    """
+    num_inner = jax.tree.leaves(data)[0].shape[1] - 1
+    num_tasks = jax.tree.leaves(data)[0].shape[0]
+    alphas = step_alphas(meta_params, num_inner, lrs)
+    learned = "inner_lr" in meta_params
+    trained = jax.tree.leaves(meta_params["inner_lr"])[0].shape[0] if learned else 0
+    grad_fn = jax.vmap(jax.grad(core.inner_loss))
+
+    def broadcast(tree):
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_tasks,) + x.shape), tree)
+
+    theta = broadcast(meta_params["policy"])
+    steps = []  # (alpha, grad, hvp) of each inner step, at that step's parameters
+    for k, alpha in enumerate(alphas):
+        batch = _step(data, k)
+        if core.first_order:
+            grad, hvp = grad_fn(theta, batch), None
+        else:
+            grad, hvp = jax.linearize(lambda p, b=batch: grad_fn(p, b), theta)
+        steps.append((alpha, grad, hvp))
+        theta = _sub(theta, _scale(alpha, grad))
+    obs = _step(data, num_inner).obs
+    dist, forward = jax.linearize(lambda p: jax.vmap(core.apply_fn)(p, obs), theta)
+    backward = jax.linear_transpose(forward, theta)
+
+    def jvp(v: dict) -> Any:
+        u = broadcast(v["policy"])
+        for k, (alpha, grad, hvp) in enumerate(steps):
+            if hvp is not None:
+                u = _sub(u, _scale(alpha, hvp(u)))
+            if learned:
+                u = _sub(u, _scale(index(v["inner_lr"], min(k, trained - 1)), grad))
+        return forward(u)
+
+    def vjp(c: Any) -> dict:
+        (w,) = backward(c)
+        out = {}
+        if learned:
+            lr_cot = jax.tree.map(jnp.zeros_like, meta_params["inner_lr"])
+        for k in reversed(range(num_inner)):
+            alpha, grad, hvp = steps[k]
+            if learned:
+                row = min(k, trained - 1)
+                step_cot = _sum_tasks(jax.tree.map(lambda g, x: -g * x, grad, w))
+                lr_cot = jax.tree.map(lambda c, s, r=row: c.at[r].add(s), lr_cot, step_cot)
+            if hvp is not None:
+                w = _sub(w, hvp(_scale(alpha, w)))
+        out["policy"] = _sum_tasks(w)
+        if learned:
+            out["inner_lr"] = lr_cot
+        return out
+
+    return dist, jvp, vjp
+
+
+def _kl_weights(data: Batch) -> jax.Array:
+    """Per-step weights of the tasks' mean outer KL: valid steps of ``D_K``, mean, then mean."""
+    num_inner = jax.tree.leaves(data)[0].shape[1] - 1
+    mask = data.mask[:, num_inner]  # [tasks, ...]
+    axes = tuple(range(1, mask.ndim))
+    weight = mask / jnp.maximum(jnp.sum(mask, axis=axes, keepdims=True), 1.0)
+    return (weight / mask.shape[0])[..., None]
+
+
+def _fisher_product(core: MetaGradientCore, dist, jvp, vjp, weight):
+    """``v -> J^T M J v`` from a linearization; M the KL's Hessian in output space."""
 
     def fvp(v):
-        tangent = jvp_fn(v)
+        tangent = jvp(v)
         if core.discrete:
             p = jax.nn.softmax(dist)
             curvature = p * tangent - p * jnp.sum(p * tangent, axis=-1, keepdims=True)
@@ -301,9 +396,88 @@ def make_fisher_vector_product(
         else:
             (d_mean, d_log_std), (_, log_std) = tangent, dist
             curvature = (d_mean * jnp.exp(-2.0 * log_std) * weight, 2.0 * d_log_std * weight)
-        return vjp_fn(curvature)[0]
+        return vjp(curvature)
 
     return fvp
+
+
+def make_fisher_vector_product(
+    core: MetaGradientCore, meta_params: dict, data: Batch, lrs: Sequence[float]
+):
+    """``v -> H v``, H the Hessian at ``meta_params`` of the tasks' mean outer KL.
+
+    ``data`` leaves ``[tasks, K + 1, T, N, ...]`` (or ``flatten_steps``'s ``[tasks, K + 1,
+    T * N, ...]``). The KL ``KL(pi_old || pi_adapted(theta))`` is zero with zero gradient at the
+    sampling parameters, so its Hessian there is exactly the Gauss-Newton product ``J^T M J``:
+    J the Jacobian of the adapted policy's outputs on ``D_K`` through the inner step(s)
+    (``linearize_adaptation``; second order unless ``first_order``) and M the KL's Hessian in
+    output space (Gaussian: 1 / sigma^2 for the mean, 2 for log_std; categorical:
+    diag(p) - p p^T). Linearized once, each product costs two inner Hessian-vector products
+    per inner step and one forward and one reverse pass of tangents on ``D_K``.
+    """
+    dist, jvp, vjp = linearize_adaptation(core, meta_params, data, lrs)
+    return _fisher_product(core, dist, jvp, vjp, _kl_weights(data))
+
+
+def _pre_update_terms(
+    core: MetaGradientCore,
+    config: Config,
+    meta_params: dict,
+    data: Batch,
+    explore_adv: jax.Array,
+    lrs: Sequence[float],
+) -> jax.Array:
+    """One task's ``inner_kl_coeff * inner_kl - exploration_weight * explore`` (ProMP, E-MAML),
+    the terms of ``task_objective`` on the pre-update batches ``D_0 .. D_{K-1}``."""
+    terms = task_objective(core, config, meta_params, data, explore_adv, lrs, pre_update_only=True)
+    return config.inner_kl_coeff * terms["inner_kl"] - config.exploration_weight * terms["explore"]
+
+
+def make_trpo_linearization(
+    core: MetaGradientCore,
+    config: Config,
+    meta_params: dict,
+    data: Batch,
+    explore_adv: jax.Array,
+    lrs: Sequence[float],
+    fisher_tasks: int | None = None,
+):
+    """``(loss, grad, fvp)`` of the tasks' mean TRPO objective at ``meta_params``, one
+    linearization of the adaptation shared by the meta-gradient and the Fisher products.
+
+    The surrogate depends on ``theta`` only through the adapted distribution on ``D_K``, so its
+    gradient is ``vjp`` of its output-space gradient (the same math as ``jax.grad`` of
+    ``task_objective``'s loss); ProMP's and E-MAML's pre-update terms add their own gradient.
+    ``fisher_tasks``: the Fisher products use only the first that many tasks (a random subset:
+    tasks are drawn i.i.d.), linearized apart; None uses every task's (exact).
+    """
+    num_inner = jax.tree.leaves(data)[0].shape[1] - 1
+    outer = _step(data, num_inner)
+    dist, jvp, vjp = linearize_adaptation(core, meta_params, data, lrs)
+
+    def mean_surrogate(dist):
+        def one(dist, batch):
+            logp = log_prob(dist, batch.action, core.discrete)
+            return surrogate_loss(logp, batch.old_log_prob, batch.advantage, batch.mask)
+
+        return jnp.mean(jax.vmap(one)(dist, outer))
+
+    loss, dist_cot = jax.value_and_grad(mean_surrogate)(dist)
+    grad = vjp(dist_cot)
+    if config.inner_kl_coeff > 0 or config.exploration_weight != 0:
+
+        def mean_extra(params):
+            per_task = jax.vmap(_pre_update_terms, in_axes=(None, None, None, 0, 0, None))
+            return jnp.mean(per_task(core, config, params, data, explore_adv, lrs))
+
+        extra, extra_grad = jax.value_and_grad(mean_extra)(meta_params)
+        loss = loss + extra
+        grad = jax.tree.map(jnp.add, grad, extra_grad)
+    num_tasks = jax.tree.leaves(data)[0].shape[0]
+    if fisher_tasks is not None and fisher_tasks < num_tasks:
+        subset = jax.tree.map(lambda x: x[:fisher_tasks], data)
+        return loss, grad, make_fisher_vector_product(core, meta_params, subset, lrs)
+    return loss, grad, _fisher_product(core, dist, jvp, vjp, _kl_weights(data))
 
 
 def _step_lrs(lrs: Sequence[float], default: float, steps: int) -> tuple[float, ...]:
@@ -339,6 +513,10 @@ def _validate(config: Config, env: MetaEnv) -> None:
         ),
         (config.max_kl > 0, f"max_kl must be positive, got {config.max_kl}"),
         (config.cg_iters >= 1, f"cg_iters must be at least 1, got {config.cg_iters}"),
+        (
+            0 < config.cg_subsample <= 1,
+            f"cg_subsample must be in (0, 1], got {config.cg_subsample}",
+        ),
         (
             0 < config.backtrack_ratio < 1,
             f"backtrack_ratio must be in (0, 1), got {config.backtrack_ratio}",
@@ -463,6 +641,7 @@ def make_learner(
 
             # COLLECT PRE- AND POST-UPDATE TRAJECTORIES
             data = jax.vmap(collect, in_axes=(None, 0, 0))(state.params, task_batch, task_keys)
+            data = flatten_steps(data)  # [tasks, K + 1, T * N, ...]
             returns = jnp.mean(data.episode_return, axis=-1)  # [tasks, K + 1]
             post = returns[:, num_inner]
             post_mean = distributed.pmean(jnp.mean(post), axis_name)  # two-pass variance
@@ -478,6 +657,8 @@ def make_learner(
                 return batch_terms(params, data, explore_adv)["kl"]
 
             if config.outer == "trpo":
+                local_tasks = jax.tree.leaves(data)[0].shape[0]
+                fisher_tasks = max(1, round(config.cg_subsample * local_tasks))
                 params, info = trpo.trpo_step(
                     loss_and_kl,
                     kl_only,
@@ -488,7 +669,9 @@ def make_learner(
                     line_search_steps=config.line_search_steps,
                     backtrack_ratio=config.backtrack_ratio,
                     axis_name=axis_name,
-                    make_fvp=lambda p: make_fisher_vector_product(core, p, data, train_lrs),
+                    linearize=lambda p: make_trpo_linearization(
+                        core, config, p, data, explore_adv, train_lrs, fisher_tasks
+                    ),
                 )
                 opt_state = state.opt_state
                 outer_metrics = {
@@ -567,7 +750,10 @@ __all__ = [
     "MetaGradientCore",
     "PolicyNetwork",
     "adapted_distribution",
+    "flatten_steps",
+    "linearize_adaptation",
     "make_fisher_vector_product",
+    "make_trpo_linearization",
     "make_learner",
     "policy_gradient_loss",
     "step_alphas",

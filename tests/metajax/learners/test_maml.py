@@ -231,31 +231,97 @@ def test_promp_inner_kl_is_zero_at_the_sampling_policy_and_positive_away_from_it
     assert float(inner_kl(jax.tree.map(lambda x: x + 0.05, params))) > 1e-4
 
 
-@pytest.mark.parametrize("first_order", [False, True])
-def test_fisher_vector_product_equals_the_hessian_of_the_kl_through_adaptation(first_order):
-    # The sampling point: D_1's old distribution is the adapted policy's own output.
+def _sampling_point_data(core, params, lrs, num_tasks=2):
+    """[tasks, K + 1, T, N, ...] data whose D_K old distribution is the adapted policy's own."""
+    tasks = []
+    for task in range(num_tasks):
+        keys = jax.random.split(jax.random.key(task), len(lrs) + 1)
+        batches, policy = [], params["policy"]
+        for k, alpha in enumerate(maml.step_alphas(params, len(lrs), lrs)):
+            batches.append(_batch(keys[k], dtype=jnp.float64))
+            policy = core.adapt(policy, batches[-1], alpha)
+        batches.append(_batch(keys[-1], dtype=jnp.float64, params={"policy": policy}))
+        tasks.append(_stacked(batches))
+    return _stacked(tasks)
+
+
+@pytest.mark.parametrize(
+    "first_order, estimator, lrs, meta_sgd",
+    [
+        (False, "vpg", (0.3,), False),
+        (True, "vpg", (0.3,), False),
+        (False, "lvc", (0.3, 0.2), False),  # two inner steps: the chain of inner Hessians
+        (False, "vpg", (0.3, 0.2), True),  # Meta-SGD: the learned rates are parameters too
+        (True, "vpg", (0.3,), True),
+    ],
+)
+def test_fisher_vector_product_equals_the_hessian_of_the_kl_through_adaptation(
+    first_order, estimator, lrs, meta_sgd
+):
+    # At the sampling point (D_K's old distribution is the adapted policy's own output) the
+    # KL's Hessian is the Gauss-Newton product the TRPO step uses: compare with the explicit one.
     with jax.enable_x64(True):
-        core = _core(first_order=first_order)
+        core = _core(first_order=first_order, inner_estimator=estimator)
         params = _params(jnp.float64)
-        tasks = []
-        for task in range(2):
-            inner = _batch(jax.random.key(2 * task), dtype=jnp.float64)
-            adapted = core.adapt(params["policy"], inner, 0.3)
-            outer = _batch(
-                jax.random.key(2 * task + 1), dtype=jnp.float64, params={"policy": adapted}
+        if meta_sgd:
+            params["inner_lr"] = jax.tree.map(
+                lambda p: jnp.stack([jnp.full_like(p, lr) for lr in lrs]), params["policy"]
             )
-            tasks.append(_stacked([inner, outer]))
-        data = _stacked(tasks)  # [tasks=2, K+1=2, T, N, ...]
+        data = _sampling_point_data(core, params, lrs)  # [tasks=2, K+1, T, N, ...]
         config = maml.Config()
 
         def mean_kl(p):
             terms = jax.vmap(maml.task_objective, in_axes=(None, None, None, 0, None, None))(
-                core, config, p, data, 0.0, (0.3,)
+                core, config, p, data, 0.0, lrs
             )
             return jnp.mean(terms["kl"])
 
         flat, unravel = ravel_pytree(params)
         v = unravel(jax.random.normal(jax.random.key(5), flat.shape, flat.dtype))
         exact = ravel_pytree(jax.jit(lambda p, v: trpo.hvp(mean_kl, p, v))(params, v))[0]
-        fvp = jax.jit(lambda p, v: maml.make_fisher_vector_product(core, p, data, (0.3,))(v))
-        np.testing.assert_allclose(ravel_pytree(fvp(params, v))[0], exact, rtol=1e-7, atol=1e-12)
+        assert np.linalg.norm(exact) > 1e-3
+        for layout in (data, maml.flatten_steps(data)):
+            fvp = jax.jit(lambda p, v, d: maml.make_fisher_vector_product(core, p, d, lrs)(v))
+            got = ravel_pytree(fvp(params, v, layout))[0]
+            np.testing.assert_allclose(got, exact, rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "options, lrs, meta_sgd",
+    [
+        ({}, (0.3,), False),
+        ({"inner_kl_coeff": 0.5, "exploration_weight": 0.7}, (0.3,), False),  # ProMP, E-MAML
+        ({"inner_kl_coeff": 0.5, "exploration_weight": 0.7}, (0.3, 0.2), True),
+        ({}, (0.3,), True),
+    ],
+)
+def test_trpo_linearization_gives_the_meta_gradient_of_the_objective(options, lrs, meta_sgd):
+    # make_trpo_linearization's loss and gradient (vjp of the shared linearization, plus the
+    # pre-update terms' own gradient) equal jax.grad of the tasks' mean task_objective loss.
+    with jax.enable_x64(True):
+        core = _core()
+        params = _params(jnp.float64)
+        if meta_sgd:
+            params["inner_lr"] = jax.tree.map(
+                lambda p: jnp.stack([jnp.full_like(p, lr) for lr in lrs]), params["policy"]
+            )
+        data = _sampling_point_data(core, params, lrs, num_tasks=3)
+        explore_adv = jnp.array([0.7, -0.2, 1.1])
+        config = maml.Config(**options)
+
+        def mean_loss(p):
+            terms = jax.vmap(maml.task_objective, in_axes=(None, None, None, 0, 0, None))(
+                core, config, p, data, explore_adv, lrs
+            )
+            return jnp.mean(terms["loss"])
+
+        loss, grad = jax.jit(jax.value_and_grad(mean_loss))(params)
+        got_loss, got_grad = jax.jit(
+            lambda p: maml.make_trpo_linearization(
+                core, config, p, maml.flatten_steps(data), explore_adv, lrs
+            )[:2]
+        )(params)
+        np.testing.assert_allclose(got_loss, loss, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            ravel_pytree(got_grad)[0], ravel_pytree(grad)[0], rtol=1e-8, atol=1e-12
+        )

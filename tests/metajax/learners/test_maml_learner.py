@@ -66,6 +66,7 @@ SMALL = dict(num_tasks=4, num_trajectories=4, hidden_sizes=(8,), eval_trajectori
         ({"inner_estimator": "dice"}, "unknown inner_estimator"),
         ({"num_inner_steps": 0}, "num_inner_steps"),
         ({"activation": "nope"}, "unknown activation"),
+        ({"cg_subsample": 0.0}, "cg_subsample"),
     ],
 )
 def test_bad_config_raises_one_line(options, message):
@@ -92,6 +93,20 @@ def test_trpo_train_step_respects_kl_and_evaluate_has_k_plus_one_columns():
     assert returns.shape == (3, 2) and bool(jnp.all(jnp.isfinite(returns)))
     assert learner.adaptation_unit == "gradient step"
     assert learner.env_steps_per_update == 4 * 4 * 10 * 3
+
+
+def test_trpo_with_subsampled_fisher_products_and_meta_sgd_keeps_the_kl_bound():
+    # cg_subsample: the Fisher products use half the tasks (an inexact option; default exact);
+    # the line search still checks the KL on every task.
+    env, tasks = _tiny_env()
+    config = maml.Config(**SMALL, cg_subsample=0.5, learn_inner_lr=True, max_kl=0.02)
+    learner = maml.make_learner(config, env, tasks)
+    state = learner.init(jax.random.key(0))
+    new_state, metrics = jax.jit(learner.train_step)(state, jax.random.key(1))
+    assert 0.0 < float(metrics["kl"]) <= 0.02
+    assert float(metrics["loss_after"]) < float(metrics["loss"])
+    before = ravel_pytree(state.params["inner_lr"])[0]
+    assert float(jnp.max(jnp.abs(ravel_pytree(new_state.params["inner_lr"])[0] - before))) > 0
 
 
 def test_ppo_outer_with_meta_sgd_updates_the_learning_rates():
