@@ -95,7 +95,7 @@ def run_one(path: Path, iterations: int | None, chunk: int | None) -> dict:
         config.initial_steps
     )
     return {
-        "config": str(path),
+        "config": display_path(path),
         "env": env_name,
         "env_options": env_options,
         "learner_config": {k: getattr(config, k) for k in config.__dataclass_fields__},
@@ -117,6 +117,14 @@ def run_one(path: Path, iterations: int | None, chunk: int | None) -> dict:
         "num_test_tasks": report.num_tasks,
         "history": history,
     }
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies inside it, else as given."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def tasks_in_pool(learner, state) -> int:
@@ -152,12 +160,17 @@ def markdown(results: list[dict], meta: dict) -> str:
     lines += ["", "Configs:", ""]
     for r in results:
         c = r["learner_config"]
+        steps = f"{c['prior_steps']} prior"
+        if c.get("posterior_context_steps"):
+            steps += f" + {c['posterior_context_steps']} posterior (RL and context buffers)"
+        steps += f" + {c['posterior_steps']} posterior (RL buffer)"
+        reward = "SAC on the dense reward, " if c.get("rl_reward") == "dense" else ""
         lines.append(
-            f"- `{r['config']}`: meta-batch {c['num_tasks']}, batch {c['batch_size']}, context "
-            f"{c['context_batch_size']}, nets {c['hidden_sizes']} / encoder "
-            f"{c['encoder_hidden_sizes']}, {c['gradient_steps']} grad steps and "
-            f"{c['collect_tasks']} x ({c['prior_steps']} prior + {c['posterior_steps']} posterior)"
-            f" env steps per iteration, init {c['initial_steps']} steps per pool task; "
+            f"- `{r['config']}`: {reward}meta-batch {c['num_tasks']}, batch {c['batch_size']}, "
+            f"context {c['context_batch_size']}, KL weight {c['kl_weight']}, nets "
+            f"{c['hidden_sizes']} / encoder {c['encoder_hidden_sizes']}, "
+            f"{c['gradient_steps']} grad steps and {c['collect_tasks']} x ({steps}) env steps "
+            f"per iteration, init {c['initial_steps']} steps per pool task; "
             f"init {r['init_seconds']:.0f} s, training {r['train_seconds']:.0f} s"
         )
     return "\n".join(lines) + "\n"
