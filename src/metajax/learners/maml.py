@@ -12,7 +12,8 @@ parameters, so the rollout engine is vmapped over tasks):
    ``adapt``'s own ``jax.grad`` gives the exact second-order meta-gradient; ``first_order``
    stops the gradient through the inner gradient (FO-MAML).
 3. OUTER STEP: TRPO (natural gradient through the adaptation, KL on the adapted policy) or
-   PPO-clip epochs with Adam.
+   PPO-clip epochs with Adam. TRPO linearizes the adaptation once per step
+   (``linearize_adaptation``): the meta-gradient and every Fisher-vector product of CG reuse it.
 
 ProMP (Rothfuss et al. 2019) = LVC inner estimator (``inner_estimator="lvc"``: the inner
 objective ``pi / stop_gradient(pi) * A`` whose Hessian credits the sampling distribution),
@@ -21,7 +22,9 @@ meta-update (``inner_kl_coeff``). E-MAML (Stadie et al. 2018) adds the explorati
 ``exploration_weight * E[R(post-update)] * grad log pi(pre-update trajectories)``.
 
 Data layout: a task's batch for one inner or outer step has leaves ``[T, N, ...]`` (time
-first, as the rollout engine returns them); a train step stacks ``[tasks, K + 1, T, N, ...]``.
+first, as the rollout engine returns them); a train step stacks ``[tasks, K + 1, T, N, ...]``
+and then merges the step and trajectory axes (``flatten_steps``: ``[tasks, K + 1, T * N, ...]``;
+every loss is a masked mean over samples, so both layouts give the same values).
 """
 
 from __future__ import annotations
@@ -300,10 +303,12 @@ def _scale(alpha, tree):
 
 
 def _sub(a, b):
+    """``a - b`` leaf by leaf."""
     return jax.tree.map(lambda x, y: x - y, a, b)
 
 
 def _sum_tasks(tree):
+    """Every leaf summed over its leading task axis."""
     return jax.tree.map(lambda x: jnp.sum(x, axis=0), tree)
 
 
