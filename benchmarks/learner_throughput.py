@@ -165,8 +165,9 @@ def markdown(payload: dict) -> str:
         "# Learner throughput: end-to-end training env-steps/s",
         "",
         metadata_markdown(payload["meta"]),
-        f"- env `{payload['env']}`; {payload['updates']} updates per timed chunk, best of "
-        f"{payload['repeats']}; compile time (`.lower().compile()`) apart",
+        f"- scaling rows on env `{payload['env']}` (config rows: their own env and options); "
+        f"{payload['updates']} updates per timed chunk, best of {payload['repeats']}; compile "
+        "time (`.lower().compile()`) apart",
         "",
         "| learner | env | tasks | devices | env-steps/s | updates/s | env steps/update "
         "| compile s |",
@@ -183,11 +184,12 @@ def markdown(payload: dict) -> str:
             head + f" {row['env_steps_per_s']:.3g} | {row['updates_per_s']:.3g} "
             f"| {per_update:.0f} | {row['compile_s']:.1f} |"
         )
-    lines += [
-        "",
-        "Presets (learner options besides num_tasks): "
-        + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()),
-    ]
+    if any("config" not in row for row in payload["rows"]):
+        lines += [
+            "",
+            "Presets of the scaling rows (learner options besides num_tasks): "
+            + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()),
+        ]
     return "\n".join(lines) + "\n"
 
 
