@@ -3,7 +3,7 @@
 Each registered learner among ``--learners`` is built with the size preset below (``--size``),
 given ``num_updates = (budget - steps spent at init) // env_steps_per_update`` updates (at
 least one), trained through ``metajax.train.train`` (the path of ``metajax train``) and
-evaluated with ``evaluate_learner`` on the env's held-out tasks (and its out-of-distribution
+evaluated with ``evaluate_splits`` on the env's held-out tasks (and its out-of-distribution
 split if it has one). Reported per learner: Performance(K) (return after each adaptation unit:
 episode k for RL² and PEARL, k inner gradient steps for MAML), its 0-/1-/few-shot summary and
 normalized score (random 0, oracle 1), env steps used, training wall-clock (first chunk, which
@@ -29,7 +29,7 @@ import jax
 from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
 from metajax import learners
 from metajax.cli import RunArgs, build, parse_env_options
-from metajax.evaluate import evaluate_learner, shot_summary, shots_markdown
+from metajax.evaluate import evaluate_splits, shot_summary, shots_markdown
 from metajax.train import EVAL_STREAM, TrainConfig, throughput, to_host, train
 
 # 3 shots at most for every learner: 4 episodes (RL², PEARL) or 3 inner gradient steps (MAML)
@@ -100,14 +100,7 @@ def run_learner(name: str, run: RunArgs, options: dict, budget: int, chunks: int
     state = to_host(state)
     key = jax.random.fold_in(jax.random.key(seed), EVAL_STREAM)
     tic = time.perf_counter()
-    reports = {
-        "in_distribution": evaluate_learner(
-            learner, state, env, tasks.test_tasks(run.eval_tasks), key, run.env
-        )
-    }
-    ood = tasks.ood_test_tasks(run.eval_tasks)
-    if ood is not None:
-        reports["out_of_distribution"] = evaluate_learner(learner, state, env, ood, key, run.env)
+    reports = evaluate_splits(learner, state, env, tasks, run.eval_tasks, key, run.env)
     eval_s = time.perf_counter() - tic
     env_steps = spent_at_init + updates * learner.env_steps_per_update
     return {

@@ -318,6 +318,8 @@ def main(argv: list[str] | None = None) -> dict:
             flush=True,
         )
         result["scaling"] = []
+        report["families"][name] = result  # filled in place; saved after every measurement
+        _save(report, args.out_dir, args.quick)
         count = 1
         while count <= max_tasks:
             row = _measure([_ours(env, tasks, count)], count, args.num_steps, args.repeats)[0]
@@ -328,9 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
                 flush=True,
             )
             count *= factor
-            report["families"][name] = result
             _save(report, args.out_dir, args.quick)
-        report["families"][name] = result
 
     _save(report, args.out_dir, args.quick)
     return report

@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
             + (f", MFU {mfu:.2%}" if mfu else ""),
             flush=True,
         )
-        save(args, rows)
-    return save(args, rows)
+        payload = save(args, rows)
+    return payload
 
 
 def save(args: argparse.Namespace, rows: list[dict]) -> dict:

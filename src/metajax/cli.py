@@ -145,19 +145,12 @@ def train_command(argv: list[str]) -> int:
 def _evaluate_and_report(learner, state, env, tasks, run: RunArgs, run_dir: Path, seed: int):
     import jax
 
-    from metajax.evaluate import evaluate_learner, plot_report
+    from metajax.evaluate import evaluate_splits, plot_report
     from metajax.train import EVAL_STREAM, to_host
 
     state = to_host(state)
     key = jax.random.fold_in(jax.random.key(seed), EVAL_STREAM)
-    reports = {
-        "in_distribution": evaluate_learner(
-            learner, state, env, tasks.test_tasks(run.eval_tasks), key, run.env
-        )
-    }
-    ood = tasks.ood_test_tasks(run.eval_tasks)
-    if ood is not None:
-        reports["out_of_distribution"] = evaluate_learner(learner, state, env, ood, key, run.env)
+    reports = evaluate_splits(learner, state, env, tasks, run.eval_tasks, key, run.env)
     if jax.process_index() != 0:
         return reports
     from metajax.evaluate import shots_markdown

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metajax import rollout
-from metajax.envs.core import EnvParams, MetaEnv, num_tasks
+from metajax.envs.core import EnvParams, MetaEnv, TaskDistribution, num_tasks
 from metajax.learners.base import Learner, State
 
 
@@ -123,6 +123,28 @@ def evaluate_learner(
         total_mean=float(total_mean),
         total_ci95=float(total_ci),
     )
+
+
+def evaluate_splits(
+    learner: Learner,
+    state: State,
+    env: MetaEnv,
+    tasks: TaskDistribution,
+    eval_tasks: int,
+    key: jax.Array,
+    env_name: str = "",
+) -> dict[str, AdaptationReport]:
+    """``evaluate_learner`` on ``eval_tasks`` held-out tasks ("in_distribution") and, where the
+    distribution declares a shifted test range, on as many of those ("out_of_distribution")."""
+    reports = {
+        "in_distribution": evaluate_learner(
+            learner, state, env, tasks.test_tasks(eval_tasks), key, env_name
+        )
+    }
+    ood = tasks.ood_test_tasks(eval_tasks)
+    if ood is not None:
+        reports["out_of_distribution"] = evaluate_learner(learner, state, env, ood, key, env_name)
+    return reports
 
 
 def plot_report(reports: dict[str, AdaptationReport], path) -> None:
