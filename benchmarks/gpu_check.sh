@@ -8,6 +8,7 @@
 #   bash benchmarks/gpu_check.sh            # GPU sizes
 #   SIZE=tiny bash benchmarks/gpu_check.sh  # the same steps at CPU-smoke sizes (rehearsal)
 #   ONLY="maml_nav2d env_throughput" bash benchmarks/gpu_check.sh   # some steps only
+#   ONLY=pearl_curve BUDGET=570 bash benchmarks/gpu_check.sh   # PEARL cheetah-vel learning curve
 #
 # On a machine without metajax's dependencies, put their wheels (and metajax's own) in .whl/:
 # they are installed to /tmp/site first.
@@ -52,6 +53,7 @@ step() {  # step NAME SECONDS COMMAND...: runs COMMAND with at most SECONDS (and
     $PY -c "import importlib.metadata as m, jax; print({p: m.version(p) for p in ('jax', 'jaxlib', 'flax', 'optax', 'chex', 'orbax-checkpoint', 'gymnax', 'brax', 'mujoco-mjx', 'xminigrid', 'metajax')}); print(jax.devices())"
 } 2>&1 | grep -v "^Failed to import" | tee -a "$LOG"
 
+SLUG=$($PY -c "from benchmarks.common import device_slug; print(device_slug())" 2>/dev/null || echo device)
 XLAND_CONFIG=benchmarks/configs/rl2_xland_r4_13x13.toml
 PEARL_CONFIG=benchmarks/configs/pearl_cheetah_vel.toml
 MAML_CONFIG=benchmarks/configs/maml_cheetah_vel.toml
@@ -81,12 +83,15 @@ if [ "$SIZE" = tiny ]; then  # the same configs, shrunk
     XLAND="--updates 1 --repeats 1"
     ENVS="bernoulli-bandit nav2d cheetah-vel --batch 256 --brax-batch 4 --num-steps 10 --max-tasks 64 --brax-max-tasks 16 --brax-scale-factor 16 --repeats 1"
     PEARL_ITERS=1
+    CURVE="--iterations 2 --eval-every 1"
 else
     RL2="--tasks 1024 4096 16384 65536 --updates 3 --repeats 2 --raw-steps 200"
     MAML="--iterations 20 --time-budget 30"
     XLAND="--updates 2 --repeats 2"
     ENVS="bernoulli-bandit nav2d maze cheetah-vel --batch 65536 --brax-batch 4096 --num-steps 100 --max-tasks 65536 --brax-max-tasks 4096 --brax-scale-factor 64 --repeats 3"
     PEARL_ITERS=3
+    # the curve's training stops 90 s before its step cap: compile, init and evaluations
+    CURVE="--iterations 500 --eval-every 10 --time-budget $((${CURVE_SECONDS:-480} - 90))"
 fi
 
 # shellcheck disable=SC2086  # the size flags are word lists
@@ -100,6 +105,9 @@ fi
         --iterations $PEARL_ITERS --configs "$PEARL_CONFIG"
     step maml_cheetah_vel 60 $PY -m benchmarks.maml_nav2d --iterations 1 --time-budget 30 \
         --config "$MAML_CONFIG"
+    # return on held-out tasks against env steps (the paper's Fig. 3 axis), saved at every point
+    step pearl_curve "${CURVE_SECONDS:-480}" $PY -m benchmarks.pearl_point_robot --chunk 1 \
+        $CURVE --configs "$PEARL_CONFIG" --stem "pearl_cheetah_vel_curve_$SLUG"
 }
 
 find benchmarks/results -type f -newer "$STAMP" -print | tee -a "$LOG"

@@ -10,9 +10,16 @@ Throughput is measured after compilation: gradient steps/s and env steps/s of wh
 iterations (collection and training together), plus the init (initial collection) and
 compile times apart.
 
+With ``--eval-every N`` the held-out evaluation also runs every N iterations: the learning
+curve (return of episode K = 1, 2, 3 against env steps, the paper's plots) lands in the
+results next to the final figures, and the files are rewritten after each point, so a run
+stopped by ``--time-budget`` or a lease keeps its curve so far.
+
     python -m benchmarks.pearl_point_robot                       # both CPU configs
     python -m benchmarks.pearl_point_robot --iterations 20       # shorter
     python -m benchmarks.pearl_point_robot --configs benchmarks/configs/pearl_cheetah_vel.toml
+    python -m benchmarks.pearl_point_robot --configs benchmarks/configs/pearl_cheetah_vel.toml \
+        --eval-every 10 --time-budget 480                       # GPU: return vs env steps
 
 Results go to ``benchmarks/results/pearl_<config stem>_<device>.json`` and ``.md``.
 """
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -52,8 +60,20 @@ def load_config(path: Path) -> tuple[str, dict, pearl.Config, dict]:
     return env["name"], env.get("options", {}), pearl.Config(**learner), spec.get("run", {})
 
 
-def run_one(path: Path, iterations: int | None, chunk: int | None) -> dict:
-    """Trains and evaluates one config; returns its figures."""
+def run_one(
+    path: Path,
+    iterations: int | None,
+    chunk: int | None,
+    eval_every: int = 0,
+    time_budget: float | None = None,
+    on_progress: Callable[[dict], None] | None = None,
+) -> dict:
+    """Trains and evaluates one config; returns its figures.
+
+    ``eval_every``: also evaluate every that many iterations (0: only at the end), each point
+    passed to ``on_progress`` with the figures so far. ``time_budget``: stop training after that
+    many seconds of it (compile and evaluation not counted), then evaluate.
+    """
     env_name, env_options, config, run = load_config(path)
     iterations = iterations or run.get("iterations", 100)
     chunk = min(chunk or run.get("chunk", 10), iterations)
@@ -72,8 +92,63 @@ def run_one(path: Path, iterations: int | None, chunk: int | None) -> dict:
     step = jax.jit(train_chunk).lower(state, jax.random.key(0)).compile()
     compile_seconds = time.perf_counter() - compiled_start
 
-    history, seconds, done = [], 0.0, 0
-    while done < iterations:
+    test = tasks.test_tasks()
+    pool = tasks_in_pool(learner, state)
+    history, curve, seconds, done = [], [], 0.0, 0
+
+    def env_steps(iterations_done: int) -> int:
+        return iterations_done * learner.env_steps_per_update + pool * config.initial_steps
+
+    def evaluate(key: jax.Array):
+        return evaluate_learner(learner, state, env, test, key, env_name)
+
+    def add_curve_point(report) -> None:
+        curve.append(
+            {
+                "iteration": done,
+                "env_steps": env_steps(done),
+                "gradient_steps": done * config.gradient_steps,
+                "train_seconds": seconds,
+                **{f"K={k}": m for k, m in zip(report.steps, report.mean, strict=True)},
+            }
+        )
+
+    def figures(report) -> dict:
+        """The figures so far; ``report`` None for an intermediate point (no final evaluation)."""
+        out = {
+            "config": display_path(path),
+            "env": env_name,
+            "env_options": env_options,
+            "learner_config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+            "iterations": done,
+            "gradient_steps": done * config.gradient_steps,
+            "env_steps": env_steps(done),
+            "init_seconds": init_seconds,
+            "compile_seconds": compile_seconds,
+            "train_seconds": seconds,
+            "gradient_steps_per_s": done * config.gradient_steps / max(seconds, 1e-9),
+            "env_steps_per_s": done * learner.env_steps_per_update / max(seconds, 1e-9),
+            "stopped_by_time_budget": done < iterations,
+            "performance": {},
+            "normalized": None,
+            "random": None,
+            "oracle": None,
+            "history": history,
+            "curve": curve,
+        }
+        if report is not None:
+            out["performance"] = {
+                f"K={k}": {"mean": m, "ci95": c}
+                for k, m, c in zip(report.steps, report.mean, report.ci95, strict=True)
+            }
+            out |= {"normalized": report.normalized, "random": report.random}
+            out |= {"oracle": report.oracle, "num_test_tasks": report.num_tasks}
+        return out
+
+    curve_key = jax.random.key(seed + 3)
+    if eval_every:
+        add_curve_point(evaluate(jax.random.fold_in(curve_key, 0)))
+    while done < iterations and (time_budget is None or seconds < time_budget):
         tic = time.perf_counter()
         state, metrics = step(state, jax.random.fold_in(jax.random.key(seed + 1), done))
         metrics = jax.device_get(metrics)
@@ -87,36 +162,17 @@ def run_one(path: Path, iterations: int | None, chunk: int | None) -> dict:
             f"{row['posterior_return']:.2f}, {seconds:.0f} s",
             flush=True,
         )
+        if eval_every and done // eval_every > (done - chunk) // eval_every and done < iterations:
+            add_curve_point(evaluate(jax.random.fold_in(curve_key, done)))
+            returns = ", ".join(f"{k} {v:.2f}" for k, v in curve[-1].items() if k[:2] == "K=")
+            print(f"{path.stem}: held-out after {env_steps(done)} env steps: {returns}", flush=True)
+            if on_progress is not None:
+                on_progress(figures(None))
 
-    test = tasks.test_tasks()
-    report = evaluate_learner(learner, state, env, test, jax.random.key(seed + 2), env_name)
-    grad_steps = done * config.gradient_steps
-    env_steps = done * learner.env_steps_per_update + tasks_in_pool(learner, state) * (
-        config.initial_steps
-    )
-    return {
-        "config": display_path(path),
-        "env": env_name,
-        "env_options": env_options,
-        "learner_config": {k: getattr(config, k) for k in config.__dataclass_fields__},
-        "iterations": done,
-        "gradient_steps": grad_steps,
-        "env_steps": env_steps,
-        "init_seconds": init_seconds,
-        "compile_seconds": compile_seconds,
-        "train_seconds": seconds,
-        "gradient_steps_per_s": grad_steps / seconds,
-        "env_steps_per_s": done * learner.env_steps_per_update / seconds,
-        "performance": {
-            f"K={k}": {"mean": m, "ci95": c}
-            for k, m, c in zip(report.steps, report.mean, report.ci95, strict=True)
-        },
-        "normalized": report.normalized,
-        "random": report.random,
-        "oracle": report.oracle,
-        "num_test_tasks": report.num_tasks,
-        "history": history,
-    }
+    report = evaluate(jax.random.key(seed + 2))
+    if eval_every:
+        add_curve_point(report)
+    return figures(report)
 
 
 def display_path(path: Path) -> str:
@@ -151,12 +207,33 @@ def markdown(results: list[dict], meta: dict) -> str:
         norm = r["normalized"]
         norm_text = "n/a" if norm is None else f"{norm[0]:.2f} / {norm[-1]:.2f}"
         oracle = "n/a" if r["oracle"] is None else f"{r['oracle']:.2f}"
+        random = "n/a" if r["random"] is None else f"{r['random']:.2f}"
         lines.append(
             f"| {Path(r['config']).stem} ({r['env']}) | {r['iterations']} | {r['gradient_steps']} "
-            f"| {r['env_steps']} | {' | '.join(cells)} | {oracle} | {r['random']:.2f} "
+            f"| {r['env_steps']} | {' | '.join(cells)} | {oracle} | {random} "
             f"| {norm_text} | {r['gradient_steps_per_s']:.1f} | {r['env_steps_per_s']:.0f} "
             f"| {r['compile_seconds']:.0f} |"
         )
+    for r in results:
+        if len(r.get("curve", [])) < 2:
+            continue
+        state = "in progress" if not r["performance"] else "final"
+        if r.get("stopped_by_time_budget"):
+            state += ", stopped by the time budget"
+        lines += [
+            "",
+            f"Learning curve of {Path(r['config']).stem} ({state}): mean held-out return of "
+            "episode K against env steps (initial collection included)",
+            "",
+            "| iteration | env steps | grad steps | train s | K=1 | K=2 | K=3 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for p in r["curve"]:
+            ks = [f"{p[f'K={k}']:.2f}" if f"K={k}" in p else "" for k in (1, 2, 3)]
+            lines.append(
+                f"| {p['iteration']} | {p['env_steps']} | {p['gradient_steps']} "
+                f"| {p['train_seconds']:.0f} | {' | '.join(ks)} |"
+            )
     lines += ["", "Configs:", ""]
     for r in results:
         c = r["learner_config"]
@@ -183,20 +260,43 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--iterations", type=int, default=None, help="override [run] iterations")
     parser.add_argument("--chunk", type=int, default=None, help="iterations per jitted call")
     parser.add_argument("--stem", default=None, help="results file stem")
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="also evaluate on the held-out tasks every N iterations (a learning curve; "
+        "0: only at the end)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="stop each config's training after this many seconds of it, then evaluate",
+    )
     args = parser.parse_args(argv)
-    meta = run_metadata()
-    try:
-        results = [run_one(path, args.iterations, args.chunk) for path in args.configs]
-    except ConfigError as error:  # one line, not a traceback from deep inside the learner
-        raise SystemExit(f"error: {error}") from None
+    if args.eval_every < 0 or (args.time_budget is not None and args.time_budget <= 0):
+        parser.error("--eval-every must be >= 0 and --time-budget > 0")
     if args.stem:
         stem = args.stem
     elif len(args.configs) == 1:
         stem = f"{args.configs[0].stem}_{device_slug()}"
     else:
         stem = f"pearl_point_robot_{device_slug()}"
-    payload = {"metadata": meta, "results": results}
-    json_path, md_path = write_results(stem, payload, markdown(results, meta))
+    meta = run_metadata()
+    results: list[dict] = []
+
+    def save(partial: dict | None = None) -> tuple[Path, Path]:
+        rows = results + ([partial] if partial is not None else [])
+        return write_results(stem, {"metadata": meta, "results": rows}, markdown(rows, meta))
+
+    try:
+        for path in args.configs:
+            results.append(
+                run_one(path, args.iterations, args.chunk, args.eval_every, args.time_budget, save)
+            )
+    except ConfigError as error:  # one line, not a traceback from deep inside the learner
+        raise SystemExit(f"error: {error}") from None
+    json_path, md_path = save()
     print(markdown(results, meta))
     print(f"wrote {json_path} and {md_path}")
     return results
