@@ -37,6 +37,10 @@ SUITES: dict[str, list[tuple[str, list[str]]]] = {
         ("duan_rl2", ["--cells", "10x5", "--mdp-episodes", "10"]),
         ("pearl_point_robot", []),
         ("maml_nav2d", ["--time-budget", "480"]),
+        (
+            "maml_nav2d",
+            ["--config", str(CONFIGS / "maml_nav2d_fisher_subsample.toml"), "--time-budget", "300"],
+        ),
         ("compare_learners", ["--size", "cpu"]),
         (
             "learner_throughput",
@@ -54,7 +58,7 @@ SUITES: dict[str, list[tuple[str, list[str]]]] = {
         ("duan_rl2", ["--num-tasks", "2048"]),
         (
             "pearl_point_robot",
-            ["--configs", str(CONFIGS / "pearl_cheetah_vel.toml")],
+            ["--configs", str(CONFIGS / "pearl_cheetah_vel.toml"), "--eval-every", "10"],
         ),
         ("maml_nav2d", []),
         ("maml_nav2d", ["--config", str(CONFIGS / "maml_cheetah_vel.toml")]),
