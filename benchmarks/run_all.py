@@ -35,7 +35,7 @@ SUITES: dict[str, list[tuple[str, list[str]]]] = {
         ("mdp_baselines", ["--episodes", "10", "--num-tasks", "1000"]),
         ("rl2_throughput", ["--tasks", "64", "256", "1024", "--updates", "2"]),
         ("duan_rl2", ["--cells", "10x5", "--mdp-episodes", "10"]),
-        ("pearl_point_robot", []),
+        ("pearl_point_robot", ["--eval-every", "50"]),
         ("maml_nav2d", ["--time-budget", "480"]),
         (
             "maml_nav2d",
