@@ -50,18 +50,28 @@ step() {  # step NAME SECONDS COMMAND...: runs COMMAND with at most SECONDS (and
 
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true
-    $PY -c "import importlib.metadata as m, jax; print({p: m.version(p) for p in ('jax', 'jaxlib', 'flax', 'optax', 'chex', 'orbax-checkpoint', 'gymnax', 'brax', 'mujoco-mjx', 'xminigrid', 'metajax')}); print(jax.devices())"
+    $PY -c "
+import importlib.metadata as m, jax
+def version(name):
+    try:
+        return m.version(name)
+    except m.PackageNotFoundError:
+        return 'not installed'
+print({p: version(p) for p in ('jax', 'jaxlib', 'flax', 'optax', 'chex', 'orbax-checkpoint', 'gymnax', 'brax', 'mujoco-mjx', 'xminigrid', 'metajax')})
+print(jax.devices())"
 } 2>&1 | grep -v "^Failed to import" | tee -a "$LOG"
 
 SLUG=$($PY -c "from benchmarks.common import device_slug; print(device_slug())" 2>/dev/null || echo device)
 XLAND_CONFIG=benchmarks/configs/rl2_xland_r4_13x13.toml
 PEARL_CONFIG=benchmarks/configs/pearl_cheetah_vel.toml
 MAML_CONFIG=benchmarks/configs/maml_cheetah_vel.toml
+ANT_CONFIG=benchmarks/configs/maml_ant_dir.toml
 if [ "$SIZE" = tiny ]; then  # the same configs, shrunk
     TINY=$(mktemp -d)
     XLAND_CONFIG=$TINY/rl2_xland_tiny.toml
     PEARL_CONFIG=$TINY/pearl_cheetah_vel_tiny.toml
     MAML_CONFIG=$TINY/maml_cheetah_vel_tiny.toml
+    ANT_CONFIG=$TINY/maml_ant_dir_tiny.toml
     sed -e 's/^num_tasks = .*/num_tasks = 8/' -e 's/^core_size = .*/core_size = 32/' \
         -e 's/^num_minibatches = .*/num_minibatches = 2/' -e 's/horizon = 128/horizon = 8/' \
         benchmarks/configs/rl2_xland_r4_13x13.toml >"$XLAND_CONFIG"
@@ -78,6 +88,11 @@ if [ "$SIZE" = tiny ]; then  # the same configs, shrunk
         -e 's/^eval_trajectories = .*/eval_trajectories = 2/' -e 's/^eval_task_chunk = .*/eval_task_chunk = 2/' \
         -e 's/^eval_tasks = .*/eval_tasks = 2/' -e 's/^hidden_sizes = .*/hidden_sizes = [16]/' \
         benchmarks/configs/maml_cheetah_vel.toml >"$MAML_CONFIG"
+    sed -e 's/^horizon = .*/horizon = 10/' -e 's/^num_test_tasks = .*/num_test_tasks = 2/' \
+        -e 's/^num_tasks = .*/num_tasks = 2/' -e 's/^num_trajectories = .*/num_trajectories = 2/' \
+        -e 's/^eval_trajectories = .*/eval_trajectories = 2/' -e 's/^eval_task_chunk = .*/eval_task_chunk = 2/' \
+        -e 's/^eval_tasks = .*/eval_tasks = 2/' -e 's/^hidden_sizes = .*/hidden_sizes = [16]/' \
+        benchmarks/configs/maml_ant_dir.toml >"$ANT_CONFIG"
     RL2="--tasks 64 256 --updates 1 --repeats 1 --raw-steps 20"
     MAML="--iterations 2 --time-budget 60"
     XLAND="--updates 1 --repeats 1"
@@ -105,6 +120,8 @@ fi
         --iterations $PEARL_ITERS --configs "$PEARL_CONFIG"
     step maml_cheetah_vel 60 $PY -m benchmarks.maml_nav2d --iterations 1 --time-budget 30 \
         --config "$MAML_CONFIG"
+    step maml_ant_dir 90 $PY -m benchmarks.maml_nav2d --iterations 1 --time-budget 30 \
+        --config "$ANT_CONFIG"
     # return on held-out tasks against env steps (the paper's Fig. 3 axis), saved at every point
     step pearl_curve "${CURVE_SECONDS:-480}" $PY -m benchmarks.pearl_point_robot --chunk 1 \
         $CURVE --configs "$PEARL_CONFIG" --stem "pearl_cheetah_vel_curve_$SLUG"
