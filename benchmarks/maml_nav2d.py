@@ -16,6 +16,7 @@ the seconds per meta-iteration with the compile time apart. Results go to
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import os
 import sys
@@ -45,7 +46,7 @@ NAV2D = {
 def load_spec(path: Path | None) -> dict:
     """The benchmark spec: the built-in nav2d setting, or a TOML file's [env], [learner], [run]."""
     if path is None:
-        return NAV2D
+        return copy.deepcopy(NAV2D)
     spec = tomllib.loads(path.read_text())
     spec.setdefault("run", {})
     for key, value in NAV2D["run"].items():
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--time-budget", type=float, default=None, help="stop training after this many seconds"
     )
+    parser.add_argument("--seed", type=int, default=None, help="override [run] seed")
     parser.add_argument(
         "--stem",
         default=None,
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     spec = load_spec(args.config)
     run = spec["run"]
+    if args.seed is not None:
+        run["seed"] = args.seed
     iterations = args.iterations or run["iterations"]
     env, tasks, learner, config = build(spec)
     key = jax.random.key(run["seed"])
