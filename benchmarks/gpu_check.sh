@@ -83,16 +83,14 @@ if [ "$SIZE" = tiny ]; then  # the same configs, shrunk
         -e 's/^rl_capacity = .*/rl_capacity = 200/' -e 's/^hidden_sizes = .*/hidden_sizes = [16]/' \
         -e 's/^encoder_hidden_sizes = .*/encoder_hidden_sizes = [16]/' -e 's/^eval_episodes = .*/eval_episodes = 1/' \
         benchmarks/configs/pearl_cheetah_vel.toml >"$PEARL_CONFIG"
-    sed -e 's/^horizon = .*/horizon = 10/' -e 's/^num_test_tasks = .*/num_test_tasks = 2/' \
-        -e 's/^num_tasks = .*/num_tasks = 2/' -e 's/^num_trajectories = .*/num_trajectories = 2/' \
-        -e 's/^eval_trajectories = .*/eval_trajectories = 2/' -e 's/^eval_task_chunk = .*/eval_task_chunk = 2/' \
-        -e 's/^eval_tasks = .*/eval_tasks = 2/' -e 's/^hidden_sizes = .*/hidden_sizes = [16]/' \
-        benchmarks/configs/maml_cheetah_vel.toml >"$MAML_CONFIG"
-    sed -e 's/^horizon = .*/horizon = 10/' -e 's/^num_test_tasks = .*/num_test_tasks = 2/' \
-        -e 's/^num_tasks = .*/num_tasks = 2/' -e 's/^num_trajectories = .*/num_trajectories = 2/' \
-        -e 's/^eval_trajectories = .*/eval_trajectories = 2/' -e 's/^eval_task_chunk = .*/eval_task_chunk = 2/' \
-        -e 's/^eval_tasks = .*/eval_tasks = 2/' -e 's/^hidden_sizes = .*/hidden_sizes = [16]/' \
-        benchmarks/configs/maml_ant_dir.toml >"$ANT_CONFIG"
+    shrink_maml() {  # shrink_maml CONFIG: a MAML locomotion config at smoke sizes, on stdout
+        sed -e 's/^horizon = .*/horizon = 10/' -e 's/^num_test_tasks = .*/num_test_tasks = 2/' \
+            -e 's/^num_tasks = .*/num_tasks = 2/' -e 's/^num_trajectories = .*/num_trajectories = 2/' \
+            -e 's/^eval_trajectories = .*/eval_trajectories = 2/' -e 's/^eval_task_chunk = .*/eval_task_chunk = 2/' \
+            -e 's/^eval_tasks = .*/eval_tasks = 2/' -e 's/^hidden_sizes = .*/hidden_sizes = [16]/' "$1"
+    }
+    shrink_maml benchmarks/configs/maml_cheetah_vel.toml >"$MAML_CONFIG"
+    shrink_maml benchmarks/configs/maml_ant_dir.toml >"$ANT_CONFIG"
     RL2="--tasks 64 256 --updates 1 --repeats 1 --raw-steps 20"
     MAML="--iterations 2 --time-budget 60"
     XLAND="--updates 1 --repeats 1"

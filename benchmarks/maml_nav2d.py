@@ -55,17 +55,24 @@ def load_spec(path: Path | None) -> dict:
     return spec
 
 
-def build(spec: dict):
-    """``(env, tasks, learner, config)`` from a spec."""
-    env, tasks = envs.make(spec["env"]["name"], **spec["env"]["options"])
+def learner_config(spec: dict):
+    """``(learner name, its Config)`` from [learner]; an unknown option exits with one line."""
     options = dict(spec["learner"])
     name = options.pop("name", "maml")
-    config_cls, make_learner = learners.get(name)
+    config_cls, _ = learners.get(name)
     fields = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(options) - fields)
     if unknown:
         raise SystemExit(f"unknown [learner] option(s) for {name}: {', '.join(unknown)}")
     config = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+    return name, config
+
+
+def build(spec: dict):
+    """``(env, tasks, learner, config)`` from a spec."""
+    env, tasks = envs.make(spec["env"]["name"], **spec["env"]["options"])
+    name, config = learner_config(spec)
+    _, make_learner = learners.get(name)
     return env, tasks, make_learner(config, env, tasks), config
 
 
