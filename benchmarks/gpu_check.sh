@@ -116,7 +116,7 @@ fi
     step env_throughput 100 $PY benchmarks/env_throughput.py $ENVS
     step pearl_cheetah_vel 120 $PY -m benchmarks.pearl_point_robot --chunk 1 \
         --iterations $PEARL_ITERS --configs "$PEARL_CONFIG"
-    step maml_cheetah_vel 60 $PY -m benchmarks.maml_nav2d --iterations 1 --time-budget 30 \
+    step maml_cheetah_vel 90 $PY -m benchmarks.maml_nav2d --iterations 1 --time-budget 30 \
         --config "$MAML_CONFIG"
     step maml_ant_dir 90 $PY -m benchmarks.maml_nav2d --iterations 1 --time-budget 30 \
         --config "$ANT_CONFIG"
