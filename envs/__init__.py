@@ -25,7 +25,7 @@ from metajax.envs.navigation import (
 )
 from metajax.envs.tabular_mdp import TabularMDP, make_tabular_mdp
 from metajax.envs.wrappers import TrialWrapper
-from metajax.errors import ConfigError
+from metajax.envs.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,16 @@ def num_tasks(params: EnvParams) -> int:
     return jax.tree.leaves(params)[0].shape[0]
 
 
+def obs_size(env: MetaEnv, params: EnvParams | None = None) -> int:
+    """Number of entries of one flattened observation (static)."""
+    return math.prod(env.observation_space(params).shape)
+
+
+def is_discrete(space: spaces.Space) -> bool:
+    """True for a Discrete space (categorical actions), False for Box."""
+    return isinstance(space, spaces.Discrete)
+
+
 def flat_action_dim(space: spaces.Space) -> int:
     """Width of an action once encoded for a network input (one-hot for Discrete)."""
     if isinstance(space, spaces.Discrete):

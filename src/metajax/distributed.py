@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 
 from metajax.errors import ConfigError
 
@@ -46,6 +47,27 @@ def local_slice(tree, axis_name: str | None):
         return jax.lax.dynamic_slice_in_dim(x, index * size, size, axis=0)
 
     return jax.tree.map(take, tree) if shards > 1 else tree
+
+
+def local_task_draw(
+    tasks, task_key: jax.Array, env_key: jax.Array, num_tasks: int, axis_name: str | None
+):
+    """This shard's slice of the global draw: ``num_tasks`` tasks and one env key per task.
+
+    Every shard draws the same global batch from the replicated keys and keeps its slice, so
+    1 and N devices see the same tasks and per-task randomness. Returns ``(tasks, keys)``.
+    """
+    global_tasks = tasks.sample(task_key, num_tasks)
+    global_keys = jax.random.split(env_key, num_tasks)
+    return local_slice((global_tasks, global_keys), axis_name)
+
+
+def standardize(x: jax.Array, mask: jax.Array, axis_name: str | None, eps: float = 1e-8):
+    """``(x - mean) / (std + eps)`` with mean and std over the masked entries of all shards."""
+    count = psum(jnp.sum(mask), axis_name)
+    mean = psum(jnp.sum(x * mask), axis_name) / count
+    var = psum(jnp.sum(((x - mean) * mask) ** 2), axis_name) / count
+    return (x - mean) / (jnp.sqrt(var) + eps)
 
 
 def pmean(tree, axis_name: str | None):
@@ -157,6 +179,8 @@ __all__ = [
     "initialize_multihost",
     "local_size",
     "local_slice",
+    "local_task_draw",
+    "standardize",
     "make_task_mesh",
     "pmean",
     "psum",

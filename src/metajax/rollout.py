@@ -27,6 +27,11 @@ from metajax.types import RolloutState, Transition
 Policy = Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[Any, jax.Array, dict]]
 
 
+def fold_in_each(keys: jax.Array, data: int | jax.Array) -> jax.Array:
+    """``fold_in(key, data)`` for every key of a batch ``keys`` [B]."""
+    return jax.vmap(jax.random.fold_in, (0, None))(keys, data)
+
+
 def reset(env: MetaEnv, env_params: EnvParams, keys: jax.Array, policy_carry=None) -> RolloutState:
     """Resets a batch of envs, one per leading entry of ``env_params``, with one key [B] each."""
     obs, env_state = jax.vmap(env.reset)(keys, env_params)
@@ -47,7 +52,7 @@ def rollout(
     """
 
     def one_step(state: RolloutState, t: jax.Array):
-        step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, t)
+        step_keys = fold_in_each(keys, t)
         split = jax.vmap(jax.random.split)(step_keys)  # [B, 2]
         carry, action, extras = policy(state.policy_carry, state.obs, state.first, split[:, 0])
         next_obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step)(
@@ -68,6 +73,38 @@ def rollout(
         return RolloutState(env_state, next_obs, done, carry), transition
 
     return jax.lax.scan(one_step, state, jnp.arange(num_steps))
+
+
+def run(
+    env: MetaEnv,
+    policy: Policy,
+    env_params: EnvParams,
+    keys: jax.Array,
+    num_steps: int,
+    policy_carry=None,
+) -> tuple[RolloutState, Transition]:
+    """Resets a batch and rolls it out ``num_steps`` with one key per env [B].
+
+    Env b resets with ``fold_in(keys[b], 0)`` and steps with ``fold_in(keys[b], 1)``, so its
+    trajectory depends on its own key only (a shard's slice equals the full batch's).
+    """
+    start = reset(env, env_params, fold_in_each(keys, 0), policy_carry)
+    return rollout(env, policy, start, env_params, fold_in_each(keys, 1), num_steps)
+
+
+def run_from_key(
+    env: MetaEnv,
+    policy: Policy,
+    env_params: EnvParams,
+    key: jax.Array,
+    num_steps: int,
+    policy_carry=None,
+) -> tuple[RolloutState, Transition]:
+    """Resets a batch and rolls it out ``num_steps`` from one key (split into per-env keys)."""
+    n = jax.tree.leaves(env_params)[0].shape[0]
+    key_reset, key_run = jax.random.split(key)
+    start = reset(env, env_params, jax.random.split(key_reset, n), policy_carry)
+    return rollout(env, policy, start, env_params, jax.random.split(key_run, n), num_steps)
 
 
 def episode_returns(transitions: Transition, num_episodes: int) -> jax.Array:

@@ -287,9 +287,8 @@ def train(
             history.append(last)
             if bar is not None:
                 status = f"{extra['env_steps_per_s']:.3g} env-steps/s"
-                for name in ("trial_return", "return", "post_return", "episode_return"):
-                    if name in last:
-                        status += f"  {name} {last[name]:.3f}"
+                if learner.return_metric in last:
+                    status += f"  {learner.return_metric} {last[learner.return_metric]:.3f}"
                 bar.update(0, completed=done, status=status)
             if on_chunk is not None:
                 on_chunk(done, last)

@@ -58,11 +58,11 @@ def fixed_learner(returns, unit: str = "episode") -> Learner:
     return Learner(
         name="fixed",
         init=lambda key: {},
-        train_step=lambda state, key: (state, {}),
         evaluate=lambda state, key, tasks: table,
         adaptation_unit=unit,
         env_steps_per_update=0,
         make_train_step=lambda axis_name: None,
+        return_metric="return",
     )
 
 
@@ -195,11 +195,11 @@ def baseline_learner(name: str, uniforms: jax.Array, **options) -> Learner:
     return Learner(
         name=name,
         init=lambda key: {},
-        train_step=lambda state, key: (state, {}),
         evaluate=evaluate,
         adaptation_unit="episode",
         env_steps_per_update=0,
         make_train_step=lambda axis_name: None,
+        return_metric="return",
     )
 
 

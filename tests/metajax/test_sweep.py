@@ -80,11 +80,11 @@ def make_learner(config: Config, env, tasks) -> Learner:
     return Learner(
         name="softmax-bandit",
         init=init,
-        train_step=make_train_step(None),
         evaluate=evaluate,
         adaptation_unit="episode",
         env_steps_per_update=config.num_tasks,
         make_train_step=make_train_step,
+        return_metric="return",
     )
 
 

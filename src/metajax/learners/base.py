@@ -30,21 +30,23 @@ class TrainStep(Protocol):
 
 
 class Learner(NamedTuple):
-    """Pure functions of one configured learner.
+    """Pure functions of one configured learner, bound to its ``Setup`` by ``make_learner``.
 
     Attributes:
         name: the learner's registry name ("rl2", "maml", "promp", "emaml", "pearl", "sac").
         init: ``init(key) -> State``.
-        train_step: ``train_step(state, key) -> (state, metrics)``; metrics are scalars.
+        make_train_step: ``make_train_step(axis_name) -> TrainStep``: one update
+            ``(state, key) -> (state, metrics)`` written for one shard of the task axis named
+            ``axis_name`` (None: one device, no ``shard_map``); metrics are scalars.
         evaluate: ``evaluate(state, key, tasks) -> returns [num_tasks, K + 1 or K]``: the
             return on each given task after each adaptation unit (see ``adaptation_unit``).
         adaptation_unit: "episode" (RL², PEARL: return of episode k) or "gradient step" (MAML:
             return after k inner steps, k = 0 first).
-        env_steps_per_update: global env steps one ``train_step`` consumes (for throughput).
+        env_steps_per_update: global env steps one train step consumes (for throughput).
+        return_metric: the name of the training metric that is the learner's headline return
+            (shown by the progress bar, summarized by sweeps); every learner emits one.
         state_partition: ``state_partition(state, axis_name) -> pytree of jax.P`` for sharding,
             or None when every leaf is replicated.
-        make_train_step: ``make_train_step(axis_name) -> TrainStep``: the same step written
-            for one shard of the task axis named ``axis_name`` (for ``jax.shard_map``).
         act: optional ``act(state, carry, obs [B, ...], first [B], keys [B]) -> (carry,
             action, extras)``, the trained policy as a ``rollout`` policy for notebooks; a
             carry of None starts from fresh memory.
@@ -52,10 +54,15 @@ class Learner(NamedTuple):
 
     name: str
     init: Callable[[jax.Array], State]
-    train_step: TrainStep
+    make_train_step: Callable[[str | None], TrainStep]
     evaluate: Callable[[State, jax.Array, Any], jax.Array]
     adaptation_unit: str
     env_steps_per_update: int
-    make_train_step: Callable[[str | None], TrainStep]
+    return_metric: str
     state_partition: Callable[[State, str], Any] | None = None
     act: Callable[..., tuple[Any, jax.Array, dict]] | None = None
+
+    @property
+    def train_step(self) -> TrainStep:
+        """The one-device train step, ``make_train_step(None)``."""
+        return self.make_train_step(None)

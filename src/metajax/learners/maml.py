@@ -740,11 +740,11 @@ def make_learner(
     return Learner(
         name=name,
         init=init,
-        train_step=make_train_step(None),
         evaluate=evaluate,
         adaptation_unit="gradient step",
         env_steps_per_update=config.num_tasks * config.num_trajectories * horizon * (num_inner + 1),
         make_train_step=make_train_step,
+        return_metric="post_update_return",
     )
 
 

@@ -653,11 +653,11 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
     return Learner(
         name="pearl",
         init=init,
-        train_step=make_train_step(None),
         evaluate=evaluate,
         adaptation_unit="episode",
         env_steps_per_update=config.collect_tasks
         * (config.prior_steps + config.posterior_context_steps + config.posterior_steps),
         make_train_step=make_train_step,
+        return_metric="posterior_return",
         state_partition=state_partition,
     )

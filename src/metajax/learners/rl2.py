@@ -278,10 +278,10 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
     return Learner(
         name="rl2",
         init=init,
-        train_step=make_train_step(None),
         evaluate=evaluate,
         adaptation_unit="episode",
         env_steps_per_update=config.num_tasks * num_steps,
         make_train_step=make_train_step,
+        return_metric="trial_return",
         act=act,
     )

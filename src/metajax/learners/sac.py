@@ -465,10 +465,10 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
     return Learner(
         name="sac",
         init=init,
-        train_step=make_train_step(None),
         evaluate=evaluate,
         adaptation_unit="episode",
         env_steps_per_update=config.num_tasks * config.steps_per_update,
         make_train_step=make_train_step,
+        return_metric="last_episode_return",
         state_partition=state_partition,
     )
