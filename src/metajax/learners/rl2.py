@@ -5,23 +5,27 @@ the previous action, reward and episode-done flag, and its memory is reset only 
 trials. The outer loop is PPO with GAE over the whole trial (the discount runs across the
 episode boundaries inside a trial). Every update collects exactly one trial per task in
 ``[T = K * horizon, tasks]`` steps; steps after a trial ends early are masked out.
+
+The learner is module-level functions of a frozen ``Setup``; ``make_learner`` binds them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from functools import partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from metajax import distributed, networks, rollout
-from metajax.envs.core import EnvParams, MetaEnv, TaskDistribution
+from metajax.envs.core import EnvParams, MetaEnv, TaskDistribution, flat_action_dim, is_discrete
 from metajax.envs.wrappers import TrialWrapper
 from metajax.errors import ConfigError
 from metajax.learners import ppo
-from metajax.learners.base import Learner
+from metajax.learners.base import Learner, Metrics
+from metajax.types import Transition
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,8 @@ class Config:
     max_grad_norm: float = 0.5
     reward_scale: float = 1.0  # rewards are multiplied by this for the losses (not the metrics)
 
-    def validate(self) -> None:
-        """Raises ConfigError for impossible sizes."""
+    def validate(self, env: MetaEnv) -> None:
+        """Raises ConfigError for impossible sizes (RL²'s checks do not need ``env``)."""
         positive = ("num_tasks", "episodes_per_trial", "core_size", "update_epochs")
         for name in positive + ("num_minibatches",):
             if getattr(self, name) < 1:
@@ -73,16 +77,36 @@ class State(NamedTuple):
     opt_state: optax.OptState
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What RL² builds once: the trial env, tasks, network, optimizer and config (static)."""
+
+    env: TrialWrapper
+    tasks: TaskDistribution
+    network: networks.RecurrentActorCritic
+    optimizer: optax.GradientTransformation
+    config: Config
+
+
+class Minibatch(NamedTuple):
+    """Whole trials for the PPO loss; every leaf is ``[T, B, ...]``."""
+
+    obs: jax.Array
+    first: jax.Array  # the observation starts a new trial (memory reset)
+    action: jax.Array
+    old_log_prob: jax.Array
+    old_value: jax.Array
+    advantage: jax.Array  # standardized over the masked steps of all shards
+    target: jax.Array  # GAE value target
+    mask: jax.Array  # the step belongs to the first trial
+
+
 def make_network(config: Config, env: TrialWrapper) -> networks.RecurrentActorCritic:
     """The recurrent actor-critic for ``env``'s action space."""
-    from gymnax.environments import spaces
-
     action_space = env.action_space()
-    discrete = isinstance(action_space, spaces.Discrete)
-    action_dim = action_space.n if discrete else action_space.shape[0]
     return networks.RecurrentActorCritic(
-        action_dim=action_dim,
-        discrete=discrete,
+        action_dim=flat_action_dim(action_space),
+        discrete=is_discrete(action_space),
         core=config.core,
         core_size=config.core_size,
         hidden_sizes=config.hidden_sizes,
@@ -90,18 +114,39 @@ def make_network(config: Config, env: TrialWrapper) -> networks.RecurrentActorCr
     )
 
 
-def make_policy(config: Config, network: networks.RecurrentActorCritic, params) -> rollout.Policy:
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+    """Adam with global-norm gradient clipping."""
+    return optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.adam(config.learning_rate, eps=1e-5),
+    )
+
+
+def fresh_carry(setup: Setup, batch: int) -> Any:
+    """The memory core's zero carry for ``batch`` trials."""
+    return networks.initial_carry(setup.config.core, setup.config.core_size, batch)
+
+
+def init(setup: Setup, key: jax.Array) -> State:
+    """Fresh network parameters and optimizer state."""
+    obs = jnp.zeros((1, *setup.env.observation_space().shape), jnp.float32)
+    params = setup.network.init(key, fresh_carry(setup, 1), obs)
+    return State(params, setup.optimizer.init(params))
+
+
+def policy_step(setup: Setup, params, carry, obs: jax.Array, first: jax.Array, keys: jax.Array):
+    """One acting step on [B] trials: memory reset where ``first``, then sample an action."""
+    network = setup.network
+    carry = networks.reset_carry(carry, fresh_carry(setup, obs.shape[0]), first)
+    carry, (dist, value) = network.apply(params, carry, obs)
+    action = jax.vmap(lambda k, d: networks.sample_action(k, d, network.discrete))(keys, dist)
+    log_prob = networks.log_prob(dist, action, network.discrete)
+    return carry, action, {"log_prob": log_prob, "value": value}
+
+
+def make_policy(setup: Setup, params) -> rollout.Policy:
     """RL²'s acting function for ``rollout``: memory reset where a new trial starts."""
-    fresh = lambda batch: networks.initial_carry(config.core, config.core_size, batch)
-
-    def policy(carry, obs, first, keys):
-        carry = networks.reset_carry(carry, fresh(obs.shape[0]), first)
-        carry, (dist, value) = network.apply(params, carry, obs)
-        action = jax.vmap(lambda k, d: networks.sample_action(k, d, network.discrete))(keys, dist)
-        log_prob = networks.log_prob(dist, action, network.discrete)
-        return carry, action, {"log_prob": log_prob, "value": value}
-
-    return policy
+    return partial(policy_step, setup, params)
 
 
 def trial_mask(trial_done: jax.Array) -> jax.Array:
@@ -111,177 +156,165 @@ def trial_mask(trial_done: jax.Array) -> jax.Array:
 
 
 def run_trials(
-    config: Config,
-    env: TrialWrapper,
-    network: networks.RecurrentActorCritic,
-    params,
-    tasks: EnvParams,
-    keys: jax.Array,
-):
+    setup: Setup, params, tasks: EnvParams, keys: jax.Array
+) -> tuple[Transition, jax.Array]:
     """One trial per task [B] from fresh memory; returns ``[T, B]`` transitions and the mask."""
-    batch = keys.shape[0]
-    reset_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, 0)
-    step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, 1)
-    carry = networks.initial_carry(config.core, config.core_size, batch)
-    start = rollout.reset(env, tasks, reset_keys, carry)
-    policy = make_policy(config, network, params)
-    _, transitions = rollout.rollout(env, policy, start, tasks, step_keys, env.horizon)
+    carry = fresh_carry(setup, keys.shape[0])
+    policy = make_policy(setup, params)
+    _, transitions = rollout.run(setup.env, policy, tasks, keys, setup.env.horizon, carry)
     return transitions, trial_mask(transitions.done)
 
 
-def episode_returns_in_trial(transitions, mask: jax.Array, episodes: int) -> jax.Array:
+def episode_returns_in_trial(transitions: Transition, mask: jax.Array, episodes: int):
     """Return of episode k = 1..K of each trial: ``[B, K]``."""
     index = transitions.info["episode_index"]  # [T, B]
     one_hot = jax.nn.one_hot(index, episodes, dtype=jnp.float32) * mask[..., None]
     return jnp.einsum("tb,tbk->bk", transitions.reward, one_hot)
 
 
+def sequence_outputs(setup: Setup, params, obs: jax.Array, first: jax.Array):
+    """Re-runs the network over [T, B] observations from fresh memory: ``(dist, value)``."""
+    fresh = fresh_carry(setup, obs.shape[1])
+
+    def step(carry, inputs):
+        obs_t, first_t = inputs
+        carry = networks.reset_carry(carry, fresh, first_t)
+        carry, (dist, value) = setup.network.apply(params, carry, obs_t)
+        return carry, (dist, value)
+
+    _, (dist, value) = jax.lax.scan(step, fresh, (obs, first))
+    return dist, value
+
+
+def loss(setup: Setup, params, minibatch: Minibatch) -> tuple[jax.Array, Metrics]:
+    """PPO's clipped loss over whole trials [T, B]; returns ``(loss, info)``."""
+    config, discrete = setup.config, setup.network.discrete
+    mb = minibatch
+    dist, value = sequence_outputs(setup, params, mb.obs, mb.first)
+    log_prob = networks.log_prob(dist, mb.action, discrete)
+    policy_loss = ppo.clipped_surrogate_loss(
+        log_prob, mb.old_log_prob, mb.advantage, config.clip_eps, mb.mask
+    )
+    value_loss = ppo.clipped_value_loss(value, mb.old_value, mb.target, config.clip_eps, mb.mask)
+    entropy = ppo.masked_mean(networks.entropy(dist, discrete), mb.mask)
+    total = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
+    approx_kl = ppo.masked_mean(mb.old_log_prob - log_prob, mb.mask)
+    return total, {
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy": entropy,
+        "approx_kl": approx_kl,
+    }
+
+
+def trial_data(setup: Setup, traj: Transition, mask: jax.Array, axis_name: str | None) -> Minibatch:
+    """GAE over the whole trial (its end is the only true episode end), standardized."""
+    config = setup.config
+    batch = traj.reward.shape[1]
+    values = traj.extras["value"]  # [T, B]
+    advantages, targets = ppo.compute_gae(
+        traj.reward * config.reward_scale,
+        values,
+        traj.done,
+        jnp.zeros((batch,)),
+        config.gamma,
+        config.gae_lambda,
+    )
+    advantages = distributed.standardize(advantages, mask, axis_name)
+    first = jnp.concatenate([jnp.ones((1, batch), bool), traj.done[:-1]], axis=0)
+    return Minibatch(
+        traj.obs, first, traj.action, traj.extras["log_prob"], values, advantages, targets, mask
+    )
+
+
+def minibatch_update(setup: Setup, state: State, minibatch: Minibatch, axis_name: str | None):
+    """One gradient step on one minibatch of trials (gradients averaged over shards)."""
+    grads, info = jax.grad(partial(loss, setup), has_aux=True)(state.params, minibatch)
+    grads, info = distributed.pmean((grads, info), axis_name)
+    updates, opt_state = setup.optimizer.update(grads, state.opt_state, state.params)
+    return State(optax.apply_updates(state.params, updates), opt_state), info
+
+
+def epoch(setup: Setup, state: State, key: jax.Array, data: Minibatch, axis_name: str | None):
+    """One pass over the trials in shuffled minibatches of whole trials."""
+    num = setup.config.num_minibatches
+    batch = data.mask.shape[1]
+    order = jax.random.permutation(key, batch)
+    shuffled = jax.tree.map(lambda x: jnp.take(x, order, axis=1), data)
+    split = jax.tree.map(  # [num_minibatches, T, B / num_minibatches, ...]
+        lambda x: x.reshape(x.shape[0], num, batch // num, *x.shape[2:]).swapaxes(0, 1),
+        shuffled,
+    )
+    step = partial(minibatch_update, setup, axis_name=axis_name)
+    return jax.lax.scan(step, state, split)
+
+
+def update(setup: Setup, state: State, data: Minibatch, key: jax.Array, axis_name: str | None):
+    """PPO epochs over minibatches; returns the new state and the mean loss info."""
+    keys = jax.random.split(key, setup.config.update_epochs)
+    one_epoch = partial(epoch, setup, data=data, axis_name=axis_name)
+    state, info = jax.lax.scan(one_epoch, state, keys)
+    return state, {k: jnp.mean(v) for k, v in info.items()}
+
+
+def train_step(
+    setup: Setup, state: State, key: jax.Array, *, axis_name: str | None = None
+) -> tuple[State, Metrics]:
+    """One update: a trial on each of this shard's tasks, then PPO epochs over them."""
+    config = setup.config
+    key_tasks, key_envs, key_epochs = jax.random.split(key, 3)
+    # COLLECT TRIALS: the global batch is drawn, each shard keeps its slice
+    tasks, keys = distributed.local_task_draw(
+        setup.tasks, key_tasks, key_envs, config.num_tasks, axis_name
+    )
+    batch = distributed.local_size(config.num_tasks, axis_name)
+    if batch % config.num_minibatches:
+        raise ConfigError(
+            f"each device's {batch} tasks do not split into {config.num_minibatches} "
+            f"minibatches; make num_tasks / devices a multiple of num_minibatches"
+        )
+    traj, mask = run_trials(setup, state.params, tasks, keys)
+    # ADVANTAGES, then PPO EPOCHS over minibatches of whole trials
+    data = trial_data(setup, traj, mask, axis_name)
+    state, metrics = update(setup, state, data, key_epochs, axis_name)
+    trial_return = jnp.sum(traj.reward * mask, axis=0)  # [B]
+    metrics["trial_return"] = distributed.pmean(jnp.mean(trial_return), axis_name)
+    metrics["env_steps"] = distributed.psum(jnp.sum(mask), axis_name)
+    return state, metrics
+
+
+def make_train_step(setup: Setup, axis_name: str | None):
+    """``train_step`` for one shard of the task axis ``axis_name`` (None: one device)."""
+    return partial(train_step, setup, axis_name=axis_name)
+
+
+def evaluate(setup: Setup, state: State, key: jax.Array, tasks: EnvParams) -> jax.Array:
+    """Return of episode k = 1..K of one trial on each given task: ``[num_tasks, K]``."""
+    n = jax.tree.leaves(tasks)[0].shape[0]
+    traj, mask = run_trials(setup, state.params, tasks, jax.random.split(key, n))
+    return episode_returns_in_trial(traj, mask, setup.config.episodes_per_trial)
+
+
+def act(setup: Setup, state: State, carry, obs: jax.Array, first: jax.Array, keys: jax.Array):
+    """One step of the trained policy on trial observations [B, ...] (memory in carry)."""
+    if carry is None:
+        carry = fresh_carry(setup, obs.shape[0])
+    return policy_step(setup, state.params, carry, obs, first, keys)
+
+
 def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learner:
     """RL² on the task distribution ``tasks`` of ``env``: init, train_step, evaluate."""
-    config.validate()
+    config.validate(env)
     trial_env = TrialWrapper(env, config.episodes_per_trial)
     network = make_network(config, trial_env)
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adam(config.learning_rate, eps=1e-5),
-    )
-    num_steps = trial_env.horizon
-
-    def init(key: jax.Array) -> State:
-        carry = networks.initial_carry(config.core, config.core_size, 1)
-        obs = jnp.zeros((1, *trial_env.observation_space().shape), jnp.float32)
-        params = network.init(key, carry, obs)
-        return State(params, optimizer.init(params))
-
-    def sequence_outputs(params, obs, first):
-        """Re-runs the network over [T, B] observations from fresh memory."""
-        fresh = networks.initial_carry(config.core, config.core_size, obs.shape[1])
-
-        def step(carry, inputs):
-            obs_t, first_t = inputs
-            carry = networks.reset_carry(carry, fresh, first_t)
-            carry, (dist, value) = network.apply(params, carry, obs_t)
-            return carry, (dist, value)
-
-        _, (dist, value) = jax.lax.scan(step, fresh, (obs, first))
-        return dist, value
-
-    def make_train_step(axis_name: str | None):
-        def train_step(state: State, key: jax.Array):
-            key_tasks, key_envs, key_epochs = jax.random.split(key, 3)
-            # COLLECT TRIALS: the global batch is drawn, each shard keeps its slice
-            global_tasks = tasks.sample(key_tasks, config.num_tasks)
-            global_keys = jax.random.split(key_envs, config.num_tasks)
-            local_tasks, local_keys = distributed.local_slice(
-                (global_tasks, global_keys), axis_name
-            )
-            batch = distributed.local_size(config.num_tasks, axis_name)
-            if batch % config.num_minibatches:
-                raise ConfigError(
-                    f"each device's {batch} tasks do not split into {config.num_minibatches} "
-                    f"minibatches; make num_tasks / devices a multiple of num_minibatches"
-                )
-            traj, mask = run_trials(
-                config, trial_env, network, state.params, local_tasks, local_keys
-            )
-
-            # ADVANTAGES over the whole trial; the trial's end is the only true episode end
-            values = traj.extras["value"]
-            advantages, returns = ppo.compute_gae(
-                traj.reward * config.reward_scale,
-                values,
-                traj.done,
-                jnp.zeros((batch,)),
-                config.gamma,
-                config.gae_lambda,
-            )
-            count = distributed.psum(jnp.sum(mask), axis_name)
-            mean = distributed.psum(jnp.sum(advantages * mask), axis_name) / count
-            var = distributed.psum(jnp.sum(((advantages - mean) * mask) ** 2), axis_name) / count
-            advantages = (advantages - mean) / (jnp.sqrt(var) + 1e-8)
-            first = jnp.concatenate([jnp.ones((1, batch), bool), traj.done[:-1]], axis=0)
-
-            # PPO EPOCHS over minibatches of whole trials
-            def loss_fn(params, data):
-                obs, first, action, old_log_prob, old_value, adv, ret, mask = data
-                dist, value = sequence_outputs(params, obs, first)
-                log_prob = networks.log_prob(dist, action, network.discrete)
-                policy_loss = ppo.clipped_surrogate_loss(
-                    log_prob, old_log_prob, adv, config.clip_eps, mask
-                )
-                value_loss = ppo.clipped_value_loss(value, old_value, ret, config.clip_eps, mask)
-                entropy = ppo.masked_mean(networks.entropy(dist, network.discrete), mask)
-                loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
-                approx_kl = ppo.masked_mean(old_log_prob - log_prob, mask)
-                return loss, {
-                    "policy_loss": policy_loss,
-                    "value_loss": value_loss,
-                    "entropy": entropy,
-                    "approx_kl": approx_kl,
-                }
-
-            data = (
-                traj.obs,
-                first,
-                traj.action,
-                traj.extras["log_prob"],
-                values,
-                advantages,
-                returns,
-                mask,
-            )
-            minibatch = batch // config.num_minibatches
-
-            def epoch(state: State, key: jax.Array):
-                order = jax.random.permutation(key, batch)
-                shuffled = jax.tree.map(lambda x: jnp.take(x, order, axis=1), data)
-                split = jax.tree.map(
-                    lambda x: x.reshape(
-                        x.shape[0], config.num_minibatches, minibatch, *x.shape[2:]
-                    ).swapaxes(0, 1),
-                    shuffled,
-                )
-
-                def update(state: State, minibatch_data):
-                    grads, info = jax.grad(loss_fn, has_aux=True)(state.params, minibatch_data)
-                    grads, info = distributed.pmean((grads, info), axis_name)
-                    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-                    return State(optax.apply_updates(state.params, updates), opt_state), info
-
-                return jax.lax.scan(update, state, split)
-
-            state, info = jax.lax.scan(
-                epoch, state, jax.random.split(key_epochs, config.update_epochs)
-            )
-            trial_return = jnp.sum(traj.reward * mask, axis=0)
-            metrics = {k: jnp.mean(v) for k, v in info.items()}
-            metrics["trial_return"] = distributed.pmean(jnp.mean(trial_return), axis_name)
-            metrics["env_steps"] = count
-            return state, metrics
-
-        return train_step
-
-    def evaluate(state: State, key: jax.Array, eval_tasks: EnvParams) -> jax.Array:
-        """Return of episode k = 1..K of one trial on each given task: ``[num_tasks, K]``."""
-        n = jax.tree.leaves(eval_tasks)[0].shape[0]
-        traj, mask = run_trials(
-            config, trial_env, network, state.params, eval_tasks, jax.random.split(key, n)
-        )
-        return episode_returns_in_trial(traj, mask, config.episodes_per_trial)
-
-    def act(state: State, carry, obs: jax.Array, first: jax.Array, keys: jax.Array):
-        """One step of the trained policy on trial observations [B, ...] (memory in carry)."""
-        if carry is None:
-            carry = networks.initial_carry(config.core, config.core_size, obs.shape[0])
-        return make_policy(config, network, state.params)(carry, obs, first, keys)
-
+    setup = Setup(trial_env, tasks, network, make_optimizer(config), config)
     return Learner(
         name="rl2",
-        init=init,
-        evaluate=evaluate,
+        init=partial(init, setup),
+        make_train_step=partial(make_train_step, setup),
+        evaluate=partial(evaluate, setup),
         adaptation_unit="episode",
-        env_steps_per_update=config.num_tasks * num_steps,
-        make_train_step=make_train_step,
+        env_steps_per_update=config.num_tasks * trial_env.horizon,
         return_metric="trial_return",
-        act=act,
+        act=partial(act, setup),
     )
