@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from metajax.envs.adapters.gymnax import make_gymnax_cartpole, make_gymnax_pendulum
 from metajax.envs.bandits import BernoulliBandit, make_bernoulli_bandit
 from metajax.envs.core import EnvState, MetaEnv, TaskDistribution, num_tasks
+from metajax.envs.errors import ConfigError
 from metajax.envs.lazy import LazyFactory
 from metajax.envs.maze import Maze, make_maze, make_random_maze
 from metajax.envs.navigation import (
@@ -25,7 +26,6 @@ from metajax.envs.navigation import (
 )
 from metajax.envs.tabular_mdp import TabularMDP, make_tabular_mdp
 from metajax.envs.wrappers import TrialWrapper
-from metajax.envs.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,7 @@ if importlib.util.find_spec("xminigrid") is not None:
 
 # brax families: imported on first use (brax is slow and noisy to import)
 _LOCOMOTION = "metajax.envs.locomotion"
+_LOCOMOTION_PARAMS = "metajax.envs.locomotion_params"
 _BRAX_ADAPTER = "metajax.envs.adapters.brax"
 register(
     "cheetah-vel",
@@ -171,12 +172,12 @@ register(
 )
 register(
     "walker-params",
-    LazyFactory(_LOCOMOTION, "make_walker_params"),
+    LazyFactory(_LOCOMOTION_PARAMS, "make_walker_params"),
     "brax walker2d, mass/inertia/friction x 1.5^u, damping x 1.3^u, u ~ U[-3,3] (ProMP)",
 )
 register(
     "hopper-params",
-    LazyFactory(_LOCOMOTION, "make_hopper_params"),
+    LazyFactory(_LOCOMOTION_PARAMS, "make_hopper_params"),
     "brax hopper, mass/inertia/friction x 1.5^u, damping x 1.3^u, u ~ U[-3,3] (ProMP)",
 )
 register(

@@ -161,6 +161,14 @@ class TaskDistribution:
         return self._pool(OOD_SPLIT, n, self.sample_ood_task)
 
 
+def check_splits(num_train_tasks: int | None, num_test_tasks: int) -> None:
+    """Raises ValueError unless the splits can be drawn: a pool of >= 1 (or None), >= 1 test."""
+    if num_train_tasks is not None and num_train_tasks < 1:
+        raise ValueError(f"num_train_tasks must be at least 1 or None, got {num_train_tasks}")
+    if num_test_tasks < 1:
+        raise ValueError(f"num_test_tasks must be at least 1, got {num_test_tasks}")
+
+
 def num_tasks(params: EnvParams) -> int:
     """The size of the leading (task) axis of a batch of tasks."""
     return jax.tree.leaves(params)[0].shape[0]

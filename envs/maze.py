@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
-from metajax.envs.core import MetaEnv, TaskDistribution
+from metajax.envs.core import MetaEnv, TaskDistribution, check_splits
 
 # up, right, down, left as (row, column) steps
 DIRECTIONS = jnp.array([[-1, 0], [0, 1], [1, 0], [0, -1]], jnp.int32)
@@ -244,10 +244,7 @@ def make_maze(
 ) -> tuple[Maze, TaskDistribution]:
     """A maze with a hidden goal per task; the layout is fixed or random per task."""
     env = Maze(maze_size, horizon, view_size, observe_position, reward_decay)
-    if num_train_tasks is not None and num_train_tasks < 1:
-        raise ValueError(f"num_train_tasks must be at least 1 or None, got {num_train_tasks}")
-    if num_test_tasks < 1:
-        raise ValueError(f"num_test_tasks must be at least 1, got {num_test_tasks}")
+    check_splits(num_train_tasks, num_test_tasks)
     fixed_walls = pillar_layout(maze_size)
     center = _central_cell(maze_size)
 

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
-from metajax.envs.core import MetaEnv, TaskDistribution
+from metajax.envs.core import MetaEnv, TaskDistribution, check_splits
 
 RewardKind = Literal["dense", "sparse"]
 
@@ -205,10 +205,7 @@ def _make_point_robot(
     num_test_tasks: int,
     split_seed: int,
 ) -> tuple[PointNavigation, TaskDistribution]:
-    if num_train_tasks is not None and num_train_tasks < 1:
-        raise ValueError(f"num_train_tasks must be at least 1 or None, got {num_train_tasks}")
-    if num_test_tasks < 1:
-        raise ValueError(f"num_test_tasks must be at least 1, got {num_test_tasks}")
+    check_splits(num_train_tasks, num_test_tasks)
     env = PointNavigation(horizon, 0.1, reward_kind, goal_radius=goal_radius)
     tasks = TaskDistribution(
         _half_circle_goal(0.0, jnp.pi),

@@ -28,7 +28,7 @@ from flax import struct
 from gymnax.environments import environment as gymnax_env
 from gymnax.environments import spaces
 
-from metajax.envs.core import MetaEnv, TaskDistribution
+from metajax.envs.core import MetaEnv, TaskDistribution, check_splits
 
 
 @struct.dataclass
@@ -185,10 +185,7 @@ def make_gymnax_task_family(
     oracle_return: Callable[[GymnaxTask], jax.Array] | None = None,
 ) -> tuple[GymnaxTaskAdapter, TaskDistribution]:
     """A gymnax env as a task family over its ``randomize``d EnvParams fields."""
-    if num_train_tasks is not None and num_train_tasks < 1:
-        raise ValueError(f"num_train_tasks must be at least 1 or None, got {num_train_tasks}")
-    if num_test_tasks < 1:
-        raise ValueError(f"num_test_tasks must be at least 1, got {num_test_tasks}")
+    check_splits(num_train_tasks, num_test_tasks)
     adapter = GymnaxTaskAdapter(env, randomize, derive, horizon, oracle_return=oracle_return)
     tasks = TaskDistribution(
         adapter.sample_task,

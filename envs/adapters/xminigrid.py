@@ -38,7 +38,7 @@ from xminigrid.core.goals import AgentHoldGoal, AgentNearGoal
 from xminigrid.core.rules import EmptyRule
 from xminigrid.types import RuleSet, StepType
 
-from metajax.envs.core import MetaEnv, TaskDistribution
+from metajax.envs.core import MetaEnv, TaskDistribution, check_splits
 
 # objects a generated goal can name: shapes that can be picked up, in the usual colors
 GOAL_TILES = jnp.array(
@@ -219,10 +219,7 @@ def make_xminigrid(
         fixed_layout: default False for XLand envs (the ruleset is the task), True for
             MiniGrid envs (the layout is the task; False there is an error).
     """
-    if num_train_tasks is not None and num_train_tasks < 1:
-        raise ValueError(f"num_train_tasks must be at least 1 or None, got {num_train_tasks}")
-    if num_test_tasks < 1:
-        raise ValueError(f"num_test_tasks must be at least 1, got {num_test_tasks}")
+    check_splits(num_train_tasks, num_test_tasks)
     if num_distractors < 0:
         raise ValueError(f"num_distractors must be non-negative, got {num_distractors}")
     is_xland = env_id.startswith("XLand-MiniGrid")

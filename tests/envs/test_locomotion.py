@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 import metajax.envs as envs
-from metajax.envs.adapters.brax import make_brax_task_family
-from metajax.envs.locomotion import (
+from metajax.envs.adapters.brax import (
     DynamicsTask,
-    VelocityTask,
     dynamics_shapes,
     make_brax_env,
-    rand_param_sampler,
+    make_brax_task_family,
     scaled_system,
 )
+from metajax.envs.locomotion import VelocityTask
+from metajax.envs.locomotion_params import rand_param_sampler
 from metajax.errors import ConfigError
 
 
