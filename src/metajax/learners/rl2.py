@@ -302,19 +302,23 @@ def act(setup: Setup, state: State, carry, obs: jax.Array, first: jax.Array, key
     return policy_step(setup, state.params, carry, obs, first, keys)
 
 
+def make_setup(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Setup:
+    """The ``Setup`` of RL² on ``env`` (wrapped in a K-episode ``TrialWrapper``)."""
+    trial_env = TrialWrapper(env, config.episodes_per_trial)
+    return Setup(trial_env, tasks, make_network(config, trial_env), make_optimizer(config), config)
+
+
 def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learner:
     """RL² on the task distribution ``tasks`` of ``env``: init, train_step, evaluate."""
     config.validate(env)
-    trial_env = TrialWrapper(env, config.episodes_per_trial)
-    network = make_network(config, trial_env)
-    setup = Setup(trial_env, tasks, network, make_optimizer(config), config)
+    setup = make_setup(config, env, tasks)
     return Learner(
         name="rl2",
         init=partial(init, setup),
         make_train_step=partial(make_train_step, setup),
         evaluate=partial(evaluate, setup),
         adaptation_unit="episode",
-        env_steps_per_update=config.num_tasks * trial_env.horizon,
+        env_steps_per_update=config.num_tasks * setup.env.horizon,
         return_metric="trial_return",
         act=partial(act, setup),
     )

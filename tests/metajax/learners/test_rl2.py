@@ -108,3 +108,28 @@ def test_reward_scale_changes_the_losses_not_the_reported_return():
         )
     assert float(metrics[1.0]["trial_return"]) == float(metrics[0.1]["trial_return"])
     assert float(metrics[0.1]["value_loss"]) < float(metrics[1.0]["value_loss"])
+
+
+def test_trial_mask_by_hand():
+    # one env, the trial ends at t = 1: steps 0 and 1 count, 2 and 3 belong to a second trial
+    done = np.array([[False], [True], [False], [True]])
+    np.testing.assert_array_equal(rl2.trial_mask(done)[:, 0], [True, True, False, False])
+
+
+def test_loss_at_the_collecting_params_has_no_policy_change():
+    # at the parameters that collected the trials the ratio is 1 everywhere, so approx_kl is 0
+    # and the surrogate is -mean(A) = 0 (advantages are standardized over the masked steps)
+    env, tasks = envs.make("tabular-mdp", num_states=3, num_actions=2, horizon=3)
+    config = rl2.Config(num_tasks=4, episodes_per_trial=2, core_size=8, hidden_sizes=(8,))
+    setup = rl2.make_setup(config, env, tasks)
+    state = rl2.init(setup, jax.random.key(0))
+    task_batch = tasks.sample(jax.random.key(1), 4)
+    traj, mask = rl2.run_trials(
+        setup, state.params, task_batch, jax.random.split(jax.random.key(2), 4)
+    )
+    assert traj.reward.shape == (2 * 3, 4) and bool(mask.all())
+    data = rl2.trial_data(setup, traj, mask, axis_name=None)
+    total, info = jax.jit(rl2.loss, static_argnums=0)(setup, state.params, data)
+    np.testing.assert_allclose(float(info["approx_kl"]), 0.0, atol=1e-6)
+    np.testing.assert_allclose(float(info["policy_loss"]), 0.0, atol=1e-5)
+    assert np.isfinite(float(total))
