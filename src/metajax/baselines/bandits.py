@@ -23,7 +23,6 @@ pure and jit-able with ``name`` and ``pulls`` static.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -32,7 +31,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metajax.baselines.bandit_dp import (
+    MAX_BAYES_OPTIMAL_STATES,
+    BayesOptimalPolicy,
+    bayes_optimal_policy,
+    gittins_table,
+    num_posterior_states,
+)
+from metajax.baselines.options import merge_options
 from metajax.errors import ConfigError
+
+__all__ = [
+    "BANDIT_BASELINES",
+    "BASELINE_OPTIONS",
+    "MAX_BAYES_OPTIMAL_STATES",
+    "TUNING_GRIDS",
+    "BanditStats",
+    "BayesOptimalPolicy",
+    "TunedBaseline",
+    "bandit_baseline_rewards",
+    "bayes_optimal_policy",
+    "gittins_table",
+    "num_posterior_states",
+    "run_bandit_baseline",
+    "tune_baseline",
+]
 
 BANDIT_BASELINES: tuple[str, ...] = (
     "random",
@@ -64,9 +87,6 @@ TUNING_GRIDS: dict[str, tuple[str, tuple[float, ...]]] = {
     "gittins": ("gamma", (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)),
 }
 
-# The Bayes-optimal DP visits every posterior state; beyond this many it is refused.
-MAX_BAYES_OPTIMAL_STATES = 1_000_000
-
 
 class BanditStats(NamedTuple):
     """Posterior statistics of one task: per-arm counts and the Bayes-optimal DP node."""
@@ -74,154 +94,6 @@ class BanditStats(NamedTuple):
     successes: jax.Array  # [arms] int32
     failures: jax.Array  # [arms] int32
     node: jax.Array  # int32 node of ``bayes_optimal_policy`` (0 for the other policies)
-
-
-# GITTINS INDICES
-
-
-@functools.lru_cache(maxsize=16)
-def gittins_table(
-    gamma: float, pulls: int, horizon: int | None = None, grid: int = 2048
-) -> np.ndarray:
-    """Gittins indices of Bernoulli arms with a Beta(1, 1) prior, discount ``gamma``.
-
-    Entry ``[s, f]`` (for s + f < pulls) is the index of an arm with posterior Beta(1 + s, 1 + f):
-    the retirement reward per step ``lam`` at which pulling the arm once more (and then acting
-    optimally) is worth exactly as much as retiring for ``lam / (1 - gamma)`` (the calibration
-    definition). Approximations: the arm's future is truncated ``horizon`` pulls below the
-    deepest tabulated state (default: where gamma^horizon < 1e-3, at most 1000), where its value
-    is taken as max(lam, mean) / (1 - gamma) (no further learning); ``lam`` runs over a grid of
-    ``grid`` values in [0, 1] in one batched backward induction, and each state's index is the
-    linear interpolation of the zero of its continue-minus-retire advantage, which is piecewise
-    linear in ``lam`` (errors ~1e-5 against bisection). Returns a float64 array [pulls, pulls];
-    unused entries (s + f >= pulls) are 0.
-    """
-    if not 0.0 < gamma < 1.0:
-        raise ConfigError(f"gittins gamma must be in (0, 1), got {gamma}")
-    if pulls < 1:
-        raise ConfigError(f"pulls must be at least 1, got {pulls}")
-    if horizon is None:
-        horizon = min(1000, math.ceil(math.log(1e-3) / math.log(gamma)))
-    lam = np.linspace(0.0, 1.0, grid)[:, None]  # [grid, 1]
-    retire = lam / (1.0 - gamma)
-    deepest = pulls - 1 + horizon  # level = s + f
-    successes = np.arange(deepest + 1)
-    values = np.maximum(lam, (successes + 1) / (deepest + 2)) / (1.0 - gamma)  # [grid, level + 1]
-    table = np.zeros((pulls, pulls))
-    for level in range(deepest - 1, -1, -1):
-        successes = np.arange(level + 1)
-        mean = (successes + 1) / (level + 2)
-        # values[:, i] is the state with i successes at level + 1
-        pull = mean * (1.0 + gamma * values[:, 1:]) + (1.0 - mean) * gamma * values[:, :-1]
-        if level < pulls:
-            advantage = pull - retire  # [grid, level + 1], decreasing in lam
-            above = np.clip((advantage > 0).sum(axis=0), 1, grid - 1)
-            a0, a1 = advantage[above - 1, successes], advantage[above, successes]
-            l0, l1 = lam[above - 1, 0], lam[above, 0]
-            table[successes, level - successes] = l0 + a0 / (a0 - a1) * (l1 - l0)
-        values = np.maximum(retire, pull)
-    table.setflags(write=False)  # cached: shared by every caller
-    return table
-
-
-# BAYES-OPTIMAL DYNAMIC PROGRAMMING
-
-
-def num_posterior_states(arms: int, pulls: int) -> int:
-    """The number of posterior states (multisets of per-arm (s, f) with at most ``pulls`` pulls)."""
-    # counts[j][t]: multisets of j arms whose pulls sum to t; a pair (s, f) weighs s + f
-    counts = [[0] * (pulls + 1) for _ in range(arms + 1)]
-    counts[0][0] = 1
-    for weight in range(pulls + 1):
-        for _ in range(weight + 1):  # weight + 1 distinct pairs weigh `weight`
-            for j in range(1, arms + 1):
-                for t in range(weight, pulls + 1):
-                    counts[j][t] += counts[j - 1][t - weight]
-    return sum(counts[arms])
-
-
-class BayesOptimalPolicy(NamedTuple):
-    """The finite-horizon Bayes-optimal policy as a table over DP nodes (node 0 is the root).
-
-    At node i pull an arm whose counts are (``pull_successes[i]``, ``pull_failures[i]``), then
-    move to ``next_node[i, reward]``. ``value`` is the expected total reward for p ~ U[0, 1]^k.
-    """
-
-    pull_successes: np.ndarray  # [nodes] int32
-    pull_failures: np.ndarray  # [nodes] int32
-    next_node: np.ndarray  # [nodes, 2] int32
-    value: float
-
-
-@functools.lru_cache(maxsize=8)
-def bayes_optimal_policy(arms: int, pulls: int) -> BayesOptimalPolicy:
-    """Solves the k-armed, n-pull Bernoulli bandit with Beta(1, 1) priors exactly (offline DP).
-
-    The state is the multiset of per-arm (successes, failures) pairs (arms are exchangeable), so
-    V(state) = max over distinct pairs (s, f) of m (1 + V(s + 1)) + (1 - m) V(f + 1), with
-    m = (s + 1) / (s + f + 2) and V = 0 after ``pulls`` pulls. Raises ConfigError beyond
-    ``MAX_BAYES_OPTIMAL_STATES`` posterior states.
-    """
-    if arms < 1 or pulls < 1:
-        raise ConfigError(f"bayes-optimal needs arms >= 1 and pulls >= 1, got {arms}, {pulls}")
-    states = num_posterior_states(arms, pulls)
-    if states > MAX_BAYES_OPTIMAL_STATES:
-        raise ConfigError(
-            f"bayes-optimal with {arms} arms and {pulls} pulls has {states:.3g} posterior states; "
-            f"at most {MAX_BAYES_OPTIMAL_STATES:,} are allowed (e.g. k=2: n<=70, k=5: n<=25)"
-        )
-    memo: dict[tuple, tuple[float, tuple[int, int]]] = {}
-
-    def child(state: tuple, position: int, success: bool) -> tuple:
-        s, f = state[position]
-        pair = (s + 1, f) if success else (s, f + 1)
-        return tuple(sorted(state[:position] + (pair,) + state[position + 1 :]))
-
-    def solve(state: tuple, remaining: int) -> float:
-        if remaining == 0:
-            return 0.0
-        if state in memo:
-            return memo[state][0]
-        best, best_pair = -1.0, state[0]
-        for position, (s, f) in enumerate(state):
-            if position and state[position - 1] == (s, f):
-                continue  # same pair as the previous arm: same value
-            mean = (s + 1) / (s + f + 2)
-            value = mean * (1.0 + solve(child(state, position, True), remaining - 1)) + (
-                1.0 - mean
-            ) * solve(child(state, position, False), remaining - 1)
-            if value > best + 1e-12:
-                best, best_pair = value, (s, f)
-        memo[state] = (best, best_pair)
-        return best
-
-    root = tuple((0, 0) for _ in range(arms))
-    value = solve(root, pulls)
-
-    # Number the nodes reachable under the optimal policy, breadth first from the root.
-    index = {root: 0}
-    order = [root]
-    pull_s, pull_f, next_node = [], [], []
-    for state in order:  # grows while iterating
-        done = sum(s + f for s, f in state) == pulls
-        pair = state[0] if done else memo[state][1]
-        pull_s.append(pair[0])
-        pull_f.append(pair[1])
-        links = []
-        for success in (False, True):
-            if done:
-                links.append(index[state])
-                continue
-            nxt = child(state, state.index(pair), success)
-            if nxt not in index:
-                index[nxt] = len(order)
-                order.append(nxt)
-            links.append(index[nxt])
-        next_node.append(links)
-    arrays = [np.asarray(x, np.int32) for x in (pull_s, pull_f, next_node)]
-    for array in arrays:
-        array.setflags(write=False)  # cached: shared by every caller
-    return BayesOptimalPolicy(*arrays, value)
 
 
 # POLICIES
@@ -233,18 +105,7 @@ def _posterior_mean(stats: BanditStats) -> jax.Array:
 
 
 def _check_options(name: str, options: dict) -> dict:
-    if name not in BASELINE_OPTIONS:
-        raise ConfigError(
-            f"unknown bandit baseline '{name}'; known baselines: {', '.join(BANDIT_BASELINES)}"
-        )
-    allowed = BASELINE_OPTIONS[name]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        shown = ", ".join(f"{k}={v}" for k, v in allowed.items()) or "none"
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for baseline '{name}'; allowed: {shown}"
-        )
-    merged = {**allowed, **options}
+    merged = merge_options("bandit baseline", name, BASELINE_OPTIONS, options)
     bounds = {"eps": (0.0, 1.0, "[0, 1]"), "c": (0.0, math.inf, ">= 0")}
     for option, value in merged.items():
         if option in bounds and isinstance(value, (int, float)):

@@ -18,11 +18,13 @@ lowest action index.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from metajax.baselines.options import merge_options
 from metajax.envs.tabular_mdp import MDPParams, MDPState, TabularMDP
 from metajax.errors import ConfigError
 
@@ -74,18 +76,7 @@ def plan(reward_means: jax.Array, transitions: jax.Array, horizon: int) -> jax.A
 
 
 def _check(name: str, options: dict) -> dict:
-    if name not in MDP_BASELINE_OPTIONS:
-        raise ConfigError(
-            f"unknown MDP baseline '{name}'; known baselines: {', '.join(MDP_BASELINES)}"
-        )
-    allowed = MDP_BASELINE_OPTIONS[name]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        shown = ", ".join(f"{k}={v}" for k, v in allowed.items()) or "none"
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for MDP baseline '{name}'; allowed: {shown}"
-        )
-    merged = {**allowed, **options}
+    merged = merge_options("MDP baseline", name, MDP_BASELINE_OPTIONS, options)
     for option in ("prior_std", "noise_std"):
         value = merged.get(option)
         if isinstance(value, (int, float)) and not value > 0:
@@ -116,65 +107,75 @@ def mdp_baseline_rewards(
         )
     if episodes < 1:
         raise ConfigError(f"episodes must be at least 1, got {episodes}")
-    num_states, num_actions, horizon = env.num_states, env.num_actions_, env.horizon
-    tasks = params.reward_means.shape[0]
+    keys = jax.random.split(key, params.reward_means.shape[0])
+    return jax.vmap(partial(_run_task, name, options, env, episodes))(params, keys)
 
-    def choose_q(key: jax.Array, stats: MDPStats) -> jax.Array:
-        if name == "random":
-            return jnp.zeros((horizon, num_states, num_actions))
-        posterior = reward_posterior(
-            stats, options["prior_mean"], options["prior_std"], options["noise_std"]
-        )
-        alpha = 1.0 + stats.transition_counts
-        if name == "psrl":
-            key_mu, key_p = jax.random.split(key)
-            normal = jax.random.normal(key_mu, posterior.mean.shape)
-            mu = posterior.mean + posterior.std * normal
-            transitions = jax.random.dirichlet(key_p, alpha)
-        else:
-            mu = posterior.mean
-            transitions = alpha / jnp.sum(alpha, axis=-1, keepdims=True)
-        return plan(mu, transitions, horizon)
 
-    def run_task(task: MDPParams, key: jax.Array) -> jax.Array:
-        def episode(stats: MDPStats, key: jax.Array):
-            key_plan, key_steps = jax.random.split(key)
-            q = choose_q(key_plan, stats)
+def _plan_episode(
+    name: str, options: dict, env: TabularMDP, key: jax.Array, stats: MDPStats
+) -> jax.Array:
+    """The Q-values [horizon, S, A] baseline ``name`` acts on for the next episode."""
+    if name == "random":
+        return jnp.zeros((env.horizon, env.num_states, env.num_actions_))
+    posterior = reward_posterior(
+        stats, options["prior_mean"], options["prior_std"], options["noise_std"]
+    )
+    alpha = 1.0 + stats.transition_counts
+    if name == "psrl":
+        key_mu, key_p = jax.random.split(key)
+        normal = jax.random.normal(key_mu, posterior.mean.shape)
+        mu = posterior.mean + posterior.std * normal
+        transitions = jax.random.dirichlet(key_p, alpha)
+    else:
+        mu = posterior.mean
+        transitions = alpha / jnp.sum(alpha, axis=-1, keepdims=True)
+    return plan(mu, transitions, env.horizon)
 
-            def step(carry, inputs):
-                state, stats = carry
-                key, t = inputs
-                key_env, key_explore, key_action = jax.random.split(key, 3)
-                action = jnp.argmax(q[t, state.position])
-                random_action = jax.random.randint(key_action, (), 0, num_actions)
-                if name == "random":
-                    action = random_action
-                elif name == "eps-greedy":
-                    explore = jax.random.uniform(key_explore) < options["eps"]
-                    action = jnp.where(explore, random_action, action)
-                _, next_state, reward, _, _ = env.step_env(key_env, state, action, task)
-                s, a = state.position, action
-                stats = MDPStats(
-                    stats.transition_counts.at[s, a, next_state.position].add(1.0),
-                    stats.visits.at[s, a].add(1.0),
-                    stats.reward_sums.at[s, a].add(reward),
-                )
-                return (next_state, stats), reward
 
-            start = MDPState(time=jnp.int32(0), position=jnp.int32(0))
-            inputs = (jax.random.split(key_steps, horizon), jnp.arange(horizon))
-            (_, stats), rewards = jax.lax.scan(step, (start, stats), inputs)
-            return stats, jnp.sum(rewards)
+def _step(name: str, options: dict, env: TabularMDP, task: MDPParams, q: jax.Array, carry, inputs):
+    """One step of an episode: act on ``q`` (or explore), step the env, update the stats."""
+    state, stats = carry
+    key, t = inputs
+    key_env, key_explore, key_action = jax.random.split(key, 3)
+    action = jnp.argmax(q[t, state.position])
+    random_action = jax.random.randint(key_action, (), 0, env.num_actions_)
+    if name == "random":
+        action = random_action
+    elif name == "eps-greedy":
+        explore = jax.random.uniform(key_explore) < options["eps"]
+        action = jnp.where(explore, random_action, action)
+    _, next_state, reward, _, _ = env.step_env(key_env, state, action, task)
+    s, a = state.position, action
+    stats = MDPStats(
+        stats.transition_counts.at[s, a, next_state.position].add(1.0),
+        stats.visits.at[s, a].add(1.0),
+        stats.reward_sums.at[s, a].add(reward),
+    )
+    return (next_state, stats), reward
 
-        init = MDPStats(
-            jnp.zeros((num_states, num_actions, num_states)),
-            jnp.zeros((num_states, num_actions)),
-            jnp.zeros((num_states, num_actions)),
-        )
-        _, returns = jax.lax.scan(episode, init, jax.random.split(key, episodes))
-        return returns  # [episodes]
 
-    return jax.vmap(run_task)(params, jax.random.split(key, tasks))
+def _run_task(
+    name: str, options: dict, env: TabularMDP, episodes: int, task: MDPParams, key: jax.Array
+) -> jax.Array:
+    """Returns [episodes] of one task's trial, the posterior carried across episodes."""
+
+    def episode(stats: MDPStats, key: jax.Array):
+        key_plan, key_steps = jax.random.split(key)
+        q = _plan_episode(name, options, env, key_plan, stats)
+        start = MDPState(time=jnp.int32(0), position=jnp.int32(0))
+        inputs = (jax.random.split(key_steps, env.horizon), jnp.arange(env.horizon))
+        step = partial(_step, name, options, env, task, q)
+        (_, stats), rewards = jax.lax.scan(step, (start, stats), inputs)
+        return stats, jnp.sum(rewards)
+
+    num_states, num_actions = env.num_states, env.num_actions_
+    init = MDPStats(
+        jnp.zeros((num_states, num_actions, num_states)),
+        jnp.zeros((num_states, num_actions)),
+        jnp.zeros((num_states, num_actions)),
+    )
+    _, returns = jax.lax.scan(episode, init, jax.random.split(key, episodes))
+    return returns  # [episodes]
 
 
 def run_mdp_baseline(
