@@ -28,8 +28,8 @@ import jax
 
 from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
 from metajax import learners
-from metajax.cli import RunArgs, build, parse_env_options
 from metajax.evaluate import evaluate_splits, shot_summary, shots_markdown
+from metajax.runs import RunArgs, build, parse_env_options
 from metajax.train import EVAL_STREAM, TrainConfig, throughput, to_host, train
 
 # 3 shots at most for every learner: 4 episodes (RL², PEARL) or 3 inner gradient steps (MAML)

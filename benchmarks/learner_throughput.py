@@ -33,9 +33,9 @@ import jax.numpy as jnp
 import metajax.envs as envs
 from benchmarks.common import RESULTS, device_slug, metadata_markdown, run_metadata, write_results
 from metajax import distributed, learners
-from metajax.cli import RunArgs, build
 from metajax.errors import ConfigError
 from metajax.learners.base import Learner
+from metajax.runs import RunArgs, build, load_toml, split_options
 from metajax.train import INIT_STREAM, TRAIN_STREAM, make_chunk, place, to_host
 
 ENV = "nav2d"  # MAML's 2D navigation: every learner here can train on it
@@ -129,20 +129,19 @@ def run_scaling(name: str, args, rows: list[dict]) -> None:
 
 def run_config_file(path: Path, args, rows: list[dict]) -> None:
     """One row for a sweep-format TOML config (skipped when its env is not registered)."""
-    from metajax.sweep import load_sweep, split_options
-
-    spec = load_sweep(path)
-    run, _, learner_options = split_options(spec.learner, spec.base)
-    row = {"learner": spec.learner, "config": str(path), "env": run.env}
+    spec = load_toml(path)
+    learner_name = spec["learner"]
+    run, _, learner_options = split_options(learner_name, spec.get("base", {}))
+    row = {"learner": learner_name, "config": str(path), "env": run.env}
     row["tasks"] = learner_options.get("num_tasks")
     row["devices"] = jax.device_count()
     if run.env not in envs.names():
         row["skipped"] = f"env '{run.env}' is not registered (install metajax[xminigrid])"
-    elif spec.learner not in learners.names():
-        row["skipped"] = f"learner '{spec.learner}' is not registered"
+    elif learner_name not in learners.names():
+        row["skipped"] = f"learner '{learner_name}' is not registered"
     else:
         try:
-            learner, _, _, _ = build(spec.learner, run, learner_options)
+            learner, _, _, _ = build(learner_name, run, learner_options)
             row.update(measure(learner, jax.device_count(), args.updates, args.repeats))
         except (ConfigError, RuntimeError, ValueError, MemoryError) as error:
             row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"

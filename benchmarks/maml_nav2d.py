@@ -19,21 +19,14 @@ import argparse
 import copy
 import dataclasses
 import os
-import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-import metajax.envs as envs
 from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
-from metajax import learners
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from metajax import learners, runs
 
 # the paper's 2D-navigation setting (the learner's defaults are these already)
 NAV2D = {
@@ -47,7 +40,7 @@ def load_spec(path: Path | None) -> dict:
     """The benchmark spec: the built-in nav2d setting, or a TOML file's [env], [learner], [run]."""
     if path is None:
         return copy.deepcopy(NAV2D)
-    spec = tomllib.loads(path.read_text())
+    spec = runs.load_toml(path)
     spec.setdefault("run", {})
     for key, value in NAV2D["run"].items():
         spec["run"].setdefault(key, value)
@@ -70,10 +63,12 @@ def learner_config(spec: dict):
 
 def build(spec: dict):
     """``(env, tasks, learner, config)`` from a spec."""
-    env, tasks = envs.make(spec["env"]["name"], **spec["env"]["options"])
-    name, config = learner_config(spec)
-    _, make_learner = learners.get(name)
-    return env, tasks, make_learner(config, env, tasks), config
+    name, _ = learner_config(spec)  # checks the [learner] options (one line on an unknown one)
+    env_options = runs.env_option_strings(spec["env"]["options"])
+    run = runs.RunArgs(env=spec["env"]["name"], env_options=env_options)
+    options = {k: v for k, v in spec["learner"].items() if k != "name"}
+    learner, env, tasks, config = runs.build(name, run, options)
+    return env, tasks, learner, config
 
 
 def summarize(returns: np.ndarray) -> dict:

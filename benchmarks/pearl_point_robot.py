@@ -27,6 +27,7 @@ Results go to ``benchmarks/results/pearl_<config stem>_<device>.json`` and ``.md
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,16 +35,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-import metajax.envs as envs
 from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
+from metajax import runs
 from metajax.errors import ConfigError
 from metajax.evaluate import evaluate_learner
 from metajax.learners import pearl
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIGS = [
@@ -54,7 +50,7 @@ DEFAULT_CONFIGS = [
 
 def load_config(path: Path) -> tuple[str, dict, pearl.Config, dict]:
     """``(env name, env options, PEARL config, run options)`` from a TOML file."""
-    spec = tomllib.loads(path.read_text())
+    spec = runs.load_toml(path)
     learner = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["learner"].items()}
     env = spec["env"]
     return env["name"], env.get("options", {}), pearl.Config(**learner), spec.get("run", {})
@@ -78,8 +74,8 @@ def run_one(
     iterations = iterations or run.get("iterations", 100)
     chunk = min(chunk or run.get("chunk", 10), iterations)
     seed = run.get("seed", 0)
-    env, tasks = envs.make(env_name, **env_options)
-    learner = pearl.make_learner(config, env, tasks)
+    run_args = runs.RunArgs(env=env_name, env_options=runs.env_option_strings(env_options))
+    learner, env, tasks, _ = runs.build("pearl", run_args, dataclasses.asdict(config))
 
     start = time.perf_counter()
     state = jax.block_until_ready(jax.jit(learner.init)(jax.random.key(seed)))

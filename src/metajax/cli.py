@@ -7,13 +7,13 @@ training stops it with exit code 3 and keeps the last good checkpoint.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from metajax.errors import ConfigError
+from metajax.runs import RunArgs, build, evaluate_and_report, run_metadata
 
 USAGE = """usage: metajax COMMAND ...
 
@@ -23,32 +23,6 @@ commands:
   list                                the learners and envs metajax knows
   sweep FILE.toml [--out DIR]         a grid of training runs from a TOML file (metajax.sweep)
 """
-
-
-@dataclasses.dataclass(frozen=True)
-class RunArgs:
-    """Options of ``metajax train`` besides the learner's and the trainer's own."""
-
-    env: str = "bernoulli-bandit"  # a name from `metajax list`
-    env_options: tuple[str, ...] = ()  # KEY=VALUE options of the env, e.g. arms=10
-    eval_tasks: int = 1000  # held-out tasks evaluated at the end (0 skips evaluation)
-    coordinator: str | None = None  # multi-host: address:port of process 0
-    num_processes: int = 1  # multi-host: number of processes
-    process_id: int = 0  # multi-host: this process's index
-
-
-def parse_env_options(pairs: tuple[str, ...] | list[str]) -> dict:
-    """``("arms=10", "horizon=20")`` -> ``{"arms": 10, "horizon": 20}``."""
-    options = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"env option '{pair}' is not KEY=VALUE")
-        name, value = pair.split("=", 1)
-        try:
-            options[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            options[name] = value
-    return options
 
 
 def _flat_dataclass(learner_config: type) -> type:
@@ -75,17 +49,6 @@ def _flat_dataclass(learner_config: type) -> type:
 
 def _split(args, owner: type) -> dict:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(owner)}
-
-
-def build(learner_name: str, run: RunArgs, learner_options: dict):
-    """``(learner, env, tasks, learner_config)`` for a learner name, env and options."""
-    import metajax.envs as envs
-    from metajax import learners
-
-    config_cls, make_learner = learners.get(learner_name)
-    env, tasks = envs.make(run.env, **parse_env_options(run.env_options))
-    learner_config = config_cls(**learner_options)
-    return make_learner(learner_config, env, tasks), env, tasks, learner_config
 
 
 def _start_multihost_if_asked(argv: list[str]) -> None:
@@ -128,45 +91,12 @@ def train_command(argv: list[str]) -> int:
     train_config = TrainConfig(**_split(flat, TrainConfig))
     learner_options = _split(flat, config_cls)
     learner, env, tasks, learner_config = build(learner_name, run, learner_options)
-    metadata = {
-        "learner": learner_name,
-        "run": dataclasses.asdict(run),
-        "train": dataclasses.asdict(train_config),
-        "learner_config": dataclasses.asdict(learner_config),
-    }
+    metadata = run_metadata(learner_name, run, train_config, learner_config)
     from metajax.train import train
 
     state, history = train(learner, train_config, learner_config.num_tasks, metadata)
-    if run.eval_tasks > 0:
-        _evaluate_and_report(learner, state, env, tasks, run, Path(train_config.run_dir), seed=0)
+    evaluate_and_report(learner, state, env, tasks, run, Path(train_config.run_dir), seed=0)
     return 0
-
-
-def _evaluate_and_report(learner, state, env, tasks, run: RunArgs, run_dir: Path, seed: int):
-    import jax
-
-    from metajax.evaluate import evaluate_splits, plot_report
-    from metajax.train import EVAL_STREAM, to_host
-
-    state = to_host(state)
-    key = jax.random.fold_in(jax.random.key(seed), EVAL_STREAM)
-    reports = evaluate_splits(learner, state, env, tasks, run.eval_tasks, key, run.env)
-    if jax.process_index() != 0:
-        return reports
-    from metajax.evaluate import shots_markdown
-
-    markdown = [f"### zero-, one- and few-shot\n\n{shots_markdown(reports)}\n"]
-    for split, report in reports.items():
-        markdown.append(f"### {split.replace('_', ' ')}\n\n{report.to_markdown()}\n")
-    text = "\n".join(markdown)
-    print(text)
-    (run_dir / "eval.md").write_text(text)
-    (run_dir / "eval.json").write_text(
-        json.dumps({k: dataclasses.asdict(v) for k, v in reports.items()}, indent=2)
-    )
-    plot_report(reports, run_dir / "eval.png")
-    print(f"evaluation written to {run_dir}/eval.md, eval.json, eval.png")
-    return reports
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,12 +125,8 @@ def evaluate_command(argv: list[str]) -> int:
         learner_options = metadata["learner_config"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ConfigError(f"{metadata_path} is damaged: {error}") from None
-    config_cls, _ = __import__("metajax.learners", fromlist=["get"]).get(learner_name)
-    for field in dataclasses.fields(config_cls):  # JSON turns tuples into lists
-        if isinstance(learner_options.get(field.name), list):
-            learner_options[field.name] = tuple(learner_options[field.name])
     run = dataclasses.replace(run, env_options=tuple(run.env_options))
-    learner, env, tasks, _ = build(learner_name, run, learner_options)
+    learner, env, tasks, _ = build(learner_name, run, learner_options)  # lists -> tuples
     import jax
 
     from metajax.train import INIT_STREAM, CheckpointStore
@@ -213,7 +139,7 @@ def evaluate_command(argv: list[str]) -> int:
     state = store.restore(latest, like)
     store.close()
     print(f"evaluating {learner_name} on {run.env} at update {latest}")
-    _evaluate_and_report(learner, state, env, tasks, run, run_dir, seed=args.seed)
+    evaluate_and_report(learner, state, env, tasks, run, run_dir, seed=args.seed)
     return 0
 
 

@@ -15,8 +15,9 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -184,26 +185,138 @@ def _progress(enabled: bool, total: int, start: int):
 _CHUNKS: dict[tuple, Callable] = {}
 
 
-def make_chunk(learner: Learner, mesh: jax.sharding.Mesh, length: int) -> Callable:
+def _chunk(step_fn: Callable, length: int, state, train_key, first_update):
+    """``length`` updates in one ``lax.scan``; update t uses ``fold_in(train_key, t)``."""
+
+    def one(state, index):
+        return step_fn(state, jax.random.fold_in(train_key, first_update + index))
+
+    return jax.lax.scan(one, state, jnp.arange(length))
+
+
+def make_chunk(
+    learner: Learner, mesh: jax.sharding.Mesh, length: int, *, over_seeds: bool = False
+) -> Callable:
     """``chunk(state, train_key, first_update) -> (state, metrics [length])``, jitted.
 
     ``length`` updates run in one ``lax.scan``; update t uses ``fold_in(train_key, t)``.
-    Chunks are cached per learner, mesh and length, so repeated ``train`` calls (a resume in
-    the same process, a notebook) compile once.
+    With ``over_seeds`` the chunk is vmapped over states and train keys (a leading [seeds]
+    axis; ``first_update`` shared). Chunks are cached per learner, mesh and length, so repeated
+    ``train`` calls (a resume in the same process, a notebook, a sweep) compile once.
     """
-    cache_key = (learner.make_train_step, learner.state_partition, mesh, length)
+    cache_key = (learner.make_train_step, learner.state_partition, mesh, length, over_seeds)
     if cache_key in _CHUNKS:
         return _CHUNKS[cache_key]
     step_fn = distributed.shard_step(learner.make_train_step, mesh, learner.state_partition)
-
-    def chunk(state, train_key, first_update):
-        def one(state, index):
-            return step_fn(state, jax.random.fold_in(train_key, first_update + index))
-
-        return jax.lax.scan(one, state, jnp.arange(length))
-
+    chunk = partial(_chunk, step_fn, length)
+    if over_seeds:
+        chunk = jax.vmap(chunk, in_axes=(0, 0, None))
     _CHUNKS[cache_key] = jax.jit(chunk, donate_argnums=0)
     return _CHUNKS[cache_key]
+
+
+class Chunk(NamedTuple):
+    """One finished chunk, as ``run_chunks`` hands it to its ``on_chunk``."""
+
+    first_update: int  # updates done before this chunk
+    metrics: dict[str, np.ndarray]  # [length] (or [seeds, length] for a vmapped chunk)
+    seconds: float  # wall-clock of the call (the first includes compilation)
+
+    @property
+    def last_update(self) -> int:
+        return self.first_update + next(iter(self.metrics.values())).shape[-1]
+
+    def timing(self, env_steps_per_update: int) -> dict[str, float]:
+        """``env_steps_per_s`` (all seeds together) and ``chunk_seconds``."""
+        updates = next(iter(self.metrics.values())).size
+        rate = updates * env_steps_per_update / self.seconds
+        return {"env_steps_per_s": rate, "chunk_seconds": self.seconds}
+
+
+def run_chunks(
+    chunk_for: Callable[[int], Callable],
+    state: State,
+    train_key: jax.Array,
+    *,
+    start: int,
+    num_updates: int,
+    updates_per_chunk: int,
+    on_chunk: Callable[[Chunk], None],
+    save: Callable[[int, State], None] | None = None,
+    checkpoint_every: int = 1,
+    where: str = "",
+) -> State:
+    """Runs updates ``start+1..num_updates`` in chunks of ``chunk_for(length)``; returns the state.
+
+    After each chunk: NaN check, then ``on_chunk`` (logs, progress), then ``save`` every
+    ``checkpoint_every`` chunks and after the last one. ``where`` names the checkpoints in
+    the NaN message.
+
+    Raises:
+        TrainingDiverged: a metric became NaN or inf; nothing of that chunk is kept.
+    """
+    done, index, last_saved = start, 0, start
+    while done < num_updates:
+        length = min(updates_per_chunk, num_updates - done)
+        tic = time.perf_counter()
+        new_state, metrics = chunk_for(length)(state, train_key, jnp.int32(done))
+        metrics = to_host(metrics)
+        chunk = Chunk(done, metrics, time.perf_counter() - tic)
+        bad = sorted(k for k, v in metrics.items() if not np.all(np.isfinite(v)))
+        if bad:
+            kept = f"; training stopped, the last good checkpoint (update {last_saved}) is kept"
+            raise TrainingDiverged(
+                f"NaN or inf in {', '.join(bad)} during updates {done + 1}..{done + length}"
+                + (f"{kept} in {where}" if save is not None else where)
+            )
+        state = new_state
+        on_chunk(chunk)
+        done, index = chunk.last_update, index + 1
+        if save is not None and (index % checkpoint_every == 0 or done >= num_updates):
+            save(done, state)
+            last_saved = done
+    return state
+
+
+def _report(
+    chunk: Chunk,
+    learner: Learner,
+    log: MetricsLog,
+    bar,
+    history: list[dict],
+    on_chunk: Callable[[int, dict], None] | None,
+) -> None:
+    """The host's work after one chunk of ``train``: metrics, history, progress bar, callback."""
+    extra = chunk.timing(learner.env_steps_per_update)
+    log.write(chunk.first_update, chunk.metrics, extra)
+    done = chunk.last_update
+    last = {k: float(v[-1]) for k, v in chunk.metrics.items()} | extra | {"update": done}
+    history.append(last)
+    if bar is not None:
+        status = f"{extra['env_steps_per_s']:.3g} env-steps/s"
+        if learner.return_metric in last:
+            status += f"  {learner.return_metric} {last[learner.return_metric]:.3f}"
+        bar.update(0, completed=done, status=status)
+    if on_chunk is not None:
+        on_chunk(done, last)
+
+
+def _open_store(config: TrainConfig, run_metadata: dict | None) -> tuple[CheckpointStore, int]:
+    """The run dir's checkpoint store and the update to start from; writes ``run.json``."""
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = CheckpointStore(run_dir, config.keep_checkpoints)
+    latest = store.latest_step()
+    if config.resume and latest is None:
+        raise ConfigError(f"--resume given but {store.directory} holds no checkpoint")
+    if not config.resume and latest is not None:
+        raise ConfigError(
+            f"{run_dir} already holds checkpoints (latest update {latest}); "
+            f"pass --resume to continue or choose another --run-dir"
+        )
+    if run_metadata is not None and _is_primary() and not config.resume:
+        (run_dir / "run.json").write_text(json.dumps(run_metadata, indent=2, default=str))
+    return store, latest if config.resume else 0
 
 
 def train(
@@ -229,72 +342,35 @@ def train(
     config.validate()
     mesh = distributed.make_task_mesh(config.num_devices)
     distributed.check_divisible(num_tasks, mesh)
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    store = CheckpointStore(run_dir, config.keep_checkpoints)
-    latest = store.latest_step()
-    if config.resume and latest is None:
-        raise ConfigError(f"--resume given but {store.directory} holds no checkpoint")
-    if not config.resume and latest is not None:
-        raise ConfigError(
-            f"{run_dir} already holds checkpoints (latest update {latest}); "
-            f"pass --resume to continue or choose another --run-dir"
-        )
-    if run_metadata is not None and _is_primary() and not config.resume:
-        (run_dir / "run.json").write_text(json.dumps(run_metadata, indent=2, default=str))
-
+    store, start = _open_store(config, run_metadata)
     base_key = jax.random.key(config.seed)
     host_state = to_host(jax.jit(learner.init)(jax.random.fold_in(base_key, INIT_STREAM)))
-    start = 0
-    if config.resume:
-        host_state = to_host(store.restore(latest, host_state))
-        start = latest
+    if start:
+        host_state = to_host(store.restore(start, host_state))
     specs = None
     if learner.state_partition is not None and mesh.devices.size > 1:
         specs = learner.state_partition(host_state, distributed.TASK_AXIS)
     state = place(host_state, mesh, specs)
 
-    log = MetricsLog(run_dir, config.tensorboard)
+    log = MetricsLog(Path(config.run_dir), config.tensorboard)
     log.truncate_after(start)
-    train_key = jax.random.fold_in(base_key, TRAIN_STREAM)
     bar = _progress(config.progress, config.num_updates, min(start, config.num_updates))
     history: list[dict] = []
-    done = start
-    chunk_index = 0
-    last_saved = start
     try:
-        while done < config.num_updates:
-            length = min(config.updates_per_chunk, config.num_updates - done)
-            chunk = make_chunk(learner, mesh, length)
-            tic = time.perf_counter()
-            new_state, metrics = chunk(state, train_key, jnp.int32(done))
-            metrics = to_host(metrics)
-            seconds = time.perf_counter() - tic
-            bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]
-            if bad:
-                raise TrainingDiverged(
-                    f"NaN or inf in {', '.join(sorted(bad))} during updates {done + 1}.."
-                    f"{done + length}; training stopped, the last good checkpoint "
-                    f"(update {last_saved}) is kept in {store.directory}"
-                )
-            state = new_state
-            env_steps = length * learner.env_steps_per_update
-            extra = {"env_steps_per_s": env_steps / seconds, "chunk_seconds": seconds}
-            log.write(done, metrics, extra)
-            done += length
-            chunk_index += 1
-            last = {k: float(v[-1]) for k, v in metrics.items()} | extra | {"update": done}
-            history.append(last)
-            if bar is not None:
-                status = f"{extra['env_steps_per_s']:.3g} env-steps/s"
-                if learner.return_metric in last:
-                    status += f"  {learner.return_metric} {last[learner.return_metric]:.3f}"
-                bar.update(0, completed=done, status=status)
-            if on_chunk is not None:
-                on_chunk(done, last)
-            if chunk_index % config.checkpoint_every == 0 or done >= config.num_updates:
-                store.save(done, state)
-                last_saved = done
+        state = run_chunks(
+            partial(make_chunk, learner, mesh),
+            state,
+            jax.random.fold_in(base_key, TRAIN_STREAM),
+            start=start,
+            num_updates=config.num_updates,
+            updates_per_chunk=config.updates_per_chunk,
+            on_chunk=partial(
+                _report, learner=learner, log=log, bar=bar, history=history, on_chunk=on_chunk
+            ),
+            save=store.save,
+            checkpoint_every=config.checkpoint_every,
+            where=str(store.directory),
+        )
     finally:
         if bar is not None:
             bar.stop()

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import maml_nav2d, pearl_point_robot
 from metajax import envs, learners
-from metajax.cli import parse_env_options
+from metajax.runs import parse_env_options
 from metajax.sweep import load_sweep, split_options
 
 CONFIGS = sorted((Path(pearl_point_robot.__file__).parent / "configs").glob("*.toml"))

@@ -69,13 +69,13 @@ def _counting_learner(nan_at: int) -> Learner:
         return step
 
     return Learner(
-        "counting",
-        init,
-        make_train_step(None),
-        lambda s, k, t: s["w"][None],
-        "episode",
-        1,
-        make_train_step,
+        name="counting",
+        init=init,
+        make_train_step=make_train_step,
+        evaluate=lambda s, k, t: s["w"][None],
+        adaptation_unit="episode",
+        env_steps_per_update=1,
+        return_metric="loss",
     )
 
 
