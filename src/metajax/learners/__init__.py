@@ -1,7 +1,8 @@
 """Learner registry: name -> (config dataclass, ``make_learner(config, env, tasks) -> Learner``).
 
 Every learner module defines a frozen ``Config`` dataclass (with at least ``num_tasks``, the
-global task batch of one update, which is sharded over devices) and a ``make_learner``.
+global task batch of one update, which is sharded over devices, and ``validate(env)``) and a
+``make_learner``. How to add one: ``learners/README.md``.
 """
 
 from __future__ import annotations

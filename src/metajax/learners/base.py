@@ -1,13 +1,15 @@
 """The learner interface every metajax learner implements (RL², MAML family, PEARL, SAC).
 
-A learner is a bundle of pure functions over a named state pytree, optax style. The trainer
-(``metajax.train``) jits and scans ``train_step``, shards it over devices, checkpoints the state
-and calls ``evaluate`` at the end; notebooks call the same functions directly.
+A learner is a module of pure functions over a named state pytree, optax style, bound to a
+frozen ``Setup`` by its ``make_learner`` into a ``Learner`` (see ``learners/README.md``). The
+trainer (``metajax.train``) takes ``make_train_step(axis_name)``, jits and scans the step,
+shards it over devices, checkpoints the state and calls ``evaluate`` at the end; notebooks call
+the same functions directly (``learner.train_step`` is ``make_train_step(None)``).
 
-Data parallelism: ``train_step`` is written for one shard of the task axis. When the trainer
+Data parallelism: a train step is written for one shard of the task axis. When the trainer
 runs it under ``jax.shard_map`` it passes ``axis_name``; the learner then
 - draws the *global* batch of tasks and keys from the (replicated) key and keeps its own slice
-  (``metajax.distributed.local_slice``), so 1 and 8 devices see the same data, and
+  (``metajax.distributed.local_task_draw``), so 1 and 8 devices see the same data, and
 - averages gradients and metrics with ``metajax.distributed.pmean`` (identity when
   ``axis_name`` is None).
 State leaves are replicated unless ``state_partition`` says otherwise (PEARL's per-task replay

@@ -75,3 +75,10 @@ def test_learner_contract(name):
     columns = _expected_columns(learner.adaptation_unit, config)
     assert returns.shape == (EVAL_TASKS, columns)
     _assert_finite(returns, "evaluate")
+
+
+def test_unknown_learner_is_a_config_error():
+    from metajax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="known learners: emaml, maml"):
+        learners.get("nope")
