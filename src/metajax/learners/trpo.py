@@ -14,28 +14,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax.tree_utils as otu
 
 from metajax import distributed
 
 Params = Any
-
-
-# ----------------------------------------------------------------------------- pytree algebra
-
-
-def tree_vdot(a: Params, b: Params) -> jax.Array:
-    """Sum over leaves of the dot product of ``a`` and ``b``."""
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
-
-
-def tree_axpy(alpha: jax.Array | float, x: Params, y: Params) -> Params:
-    """``alpha * x + y`` leaf by leaf."""
-    return jax.tree.map(lambda u, v: alpha * u + v, x, y)
-
-
-def tree_scale(alpha: jax.Array | float, x: Params) -> Params:
-    """``alpha * x`` leaf by leaf."""
-    return jax.tree.map(lambda u: alpha * u, x)
 
 
 # ----------------------------------------------------------------------------- curvature
@@ -71,21 +54,21 @@ def conjugate_gradient_with_residual(
     ``A x = b - r`` holds for every iterate in exact arithmetic, so ``x . (b - r)`` is
     ``x^T A x`` without another product with ``A``.
     """
-    x = jax.tree.map(jnp.zeros_like, b)
+    x = otu.tree_zeros_like(b)
     r, p = b, b
-    rdotr = tree_vdot(r, r)
+    rdotr = otu.tree_vdot(r, r)
 
     def body(_, carry):
         x, r, p, rdotr = carry
         active = rdotr > residual_tol
         ap = matvec(p)
-        pap = tree_vdot(p, ap)
+        pap = otu.tree_vdot(p, ap)
         alpha = jnp.where(active & (pap > 0), rdotr / jnp.where(pap > 0, pap, 1.0), 0.0)
-        x = tree_axpy(alpha, p, x)
-        r = tree_axpy(-alpha, ap, r)
-        new_rdotr = tree_vdot(r, r)
+        x = otu.tree_add_scale(x, alpha, p)
+        r = otu.tree_add_scale(r, -alpha, ap)
+        new_rdotr = otu.tree_vdot(r, r)
         beta = jnp.where(active, new_rdotr / jnp.where(rdotr > 0, rdotr, 1.0), 0.0)
-        p = jax.tree.map(lambda p_, r_: jnp.where(active, r_ + beta * p_, p_), p, r)
+        p = otu.tree_where(active, otu.tree_add_scale(r, beta, p), p)
         return x, r, p, jnp.where(active, new_rdotr, rdotr)
 
     x, r, *_ = jax.lax.fori_loop(0, iters, body, (x, r, p, rdotr))
@@ -103,6 +86,42 @@ class TRPOInfo(NamedTuple):
     kl: jax.Array  # KL of the accepted step (0 when rejected)
     step_fraction: jax.Array  # backtrack_ratio ** i of the accepted step, 0 when none was
     grad_norm: jax.Array
+
+
+def backtracking_line_search(
+    loss_and_kl: Callable[[Params], tuple[jax.Array, jax.Array]],
+    params: Params,
+    full_step: Params,
+    loss_before: jax.Array,
+    max_kl: float,
+    steps: int,
+    ratio: float,
+    axis_name: str | None,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(accepted, loss, kl, fraction)`` of the first ``params + ratio**i * full_step``,
+    ``i < steps``, whose global KL is at most ``max_kl`` and whose loss is below ``loss_before``."""
+
+    def evaluate(i):
+        fraction = ratio ** i.astype(jnp.float32)
+        candidate = otu.tree_add_scale(params, fraction, full_step)
+        loss, kl = distributed.pmean(loss_and_kl(candidate), axis_name)
+        ok = (kl <= max_kl) & (loss < loss_before) & jnp.isfinite(loss) & jnp.isfinite(kl)
+        return ok, loss, kl, fraction
+
+    def cond(carry):
+        i, accepted, *_ = carry
+        return (i < steps) & ~accepted
+
+    def body(carry):
+        i, _, _, _, _ = carry
+        ok, loss, kl, fraction = evaluate(i)
+        return i + 1, ok, loss, kl, fraction
+
+    zero = jnp.zeros((), jnp.float32)
+    _, accepted, loss, kl, fraction = jax.lax.while_loop(
+        cond, body, (jnp.int32(0), jnp.bool_(False), loss_before, zero, zero)
+    )
+    return accepted, loss, kl, fraction
 
 
 def trpo_step(
@@ -147,55 +166,43 @@ def trpo_step(
     loss_before, grad = distributed.pmean((loss_before, grad), axis_name)
 
     def fvp(v):
-        return tree_axpy(cg_damping, v, distributed.pmean(local_fvp(v), axis_name))
+        return otu.tree_add_scale(distributed.pmean(local_fvp(v), axis_name), cg_damping, v)
 
-    neg_grad = tree_scale(-1.0, grad)
+    neg_grad = otu.tree_scale(-1.0, grad)
     step_dir, residual = conjugate_gradient_with_residual(fvp, neg_grad, cg_iters)
     # s^T F s = s . (b - r) from CG's own recurrence: the same quantity as s . fvp(s)
-    shs = 0.5 * tree_vdot(step_dir, jax.tree.map(jnp.subtract, neg_grad, residual))
+    shs = 0.5 * otu.tree_vdot(step_dir, otu.tree_sub(neg_grad, residual))
     scale = jnp.sqrt(2.0 * max_kl / jnp.maximum(2.0 * shs, 1e-12))
-    full_step = tree_scale(scale, step_dir)
+    full_step = otu.tree_scale(scale, step_dir)
 
-    def evaluate(i):
-        fraction = backtrack_ratio ** i.astype(jnp.float32)
-        candidate = tree_axpy(fraction, full_step, params)
-        loss, kl = distributed.pmean(loss_and_kl(candidate), axis_name)
-        ok = (kl <= max_kl) & (loss < loss_before) & jnp.isfinite(loss) & jnp.isfinite(kl)
-        return ok, loss, kl, fraction
-
-    def cond(carry):
-        i, accepted, *_ = carry
-        return (i < line_search_steps) & ~accepted
-
-    def body(carry):
-        i, _, _, _, _ = carry
-        ok, loss, kl, fraction = evaluate(i)
-        return i + 1, ok, loss, kl, fraction
-
-    zero = jnp.zeros((), jnp.float32)
-    _, accepted, loss, kl, fraction = jax.lax.while_loop(
-        cond, body, (jnp.int32(0), jnp.bool_(False), loss_before, zero, zero)
+    accepted, loss, kl, fraction = backtracking_line_search(
+        loss_and_kl,
+        params,
+        full_step,
+        loss_before,
+        max_kl,
+        line_search_steps,
+        backtrack_ratio,
+        axis_name,
     )
     fraction = jnp.where(accepted, fraction, 0.0)
-    new_params = tree_axpy(fraction, full_step, params)
+    new_params = otu.tree_add_scale(params, fraction, full_step)
     info = TRPOInfo(
         loss_before=loss_before,
         loss_after=jnp.where(accepted, loss, loss_before),
         kl=jnp.where(accepted, kl, 0.0),
         step_fraction=fraction,
-        grad_norm=jnp.sqrt(tree_vdot(grad, grad)),
+        grad_norm=otu.tree_norm(grad),
     )
     return new_params, info
 
 
 __all__ = [
     "TRPOInfo",
+    "backtracking_line_search",
     "conjugate_gradient",
     "conjugate_gradient_with_residual",
     "hvp",
     "make_hvp",
-    "tree_axpy",
-    "tree_scale",
-    "tree_vdot",
     "trpo_step",
 ]
