@@ -51,7 +51,7 @@ def train_rl2(
             run_dir=str(run_dir),
             num_updates=updates,
             updates_per_chunk=10,
-            checkpoint_every=1000,
+            checkpoint_every=10_000,  # updates
             seed=seed,
             progress=False,
             tensorboard=False,

@@ -3,9 +3,9 @@
 One chunk is a jitted ``lax.scan`` of ``updates_per_chunk`` calls of the learner's
 ``train_step`` (sharded over the task axis when there are several devices). Between chunks the
 host writes metrics (JSONL and TensorBoard) in the run directory, advances the progress bar,
-checks for NaN and every ``checkpoint_every`` chunks saves an orbax checkpoint of the state and
-the step. The key of update t is ``fold_in(train_key, t)``, so a resumed run draws exactly the
-keys an uninterrupted run would have drawn.
+checks for NaN and, at the first chunk end at or after every ``checkpoint_every`` updates, saves
+an orbax checkpoint of the state and the step. The key of update t is ``fold_in(train_key, t)``,
+so a resumed run draws exactly the keys an uninterrupted run would have drawn.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class TrainConfig:
     run_dir: str = "runs/default"
     num_updates: int = 200
     updates_per_chunk: int = 10  # updates per jitted call; logs and checks between chunks
-    checkpoint_every: int = 5  # chunks between checkpoints (the last chunk always saves)
+    checkpoint_every: int = 50  # updates between checkpoints (at the first chunk end past each)
     keep_checkpoints: int = 3
     seed: int = 0
     resume: bool = False  # continue from the latest checkpoint in run_dir
@@ -114,6 +114,14 @@ class CheckpointStore:
         self.manager.close()
 
 
+def _update_of(line: str) -> int | None:
+    """The update of a metrics line; None for a blank or cut-off one (a killed run's last)."""
+    try:
+        return json.loads(line)["update"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
 class MetricsLog:
     """JSONL metrics (one line per update) and optional TensorBoard scalars."""
 
@@ -132,7 +140,7 @@ class MetricsLog:
         kept = [
             line
             for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line)["update"] <= step
+            if _update_of(line) is not None and _update_of(line) <= step
         ]
         self.path.write_text("".join(line + "\n" for line in kept))
 
@@ -248,14 +256,14 @@ def run_chunks(
 ) -> State:
     """Runs updates ``start+1..num_updates`` in chunks of ``chunk_for(length)``; returns the state.
 
-    After each chunk: NaN check, then ``on_chunk`` (logs, progress), then ``save`` every
-    ``checkpoint_every`` chunks and after the last one. ``where`` names the checkpoints in
-    the NaN message.
+    After each chunk: NaN check, then ``on_chunk`` (logs, progress), then ``save`` at the first
+    chunk end at or after every multiple of ``checkpoint_every`` updates and after the last
+    update. ``where`` names the checkpoints in the NaN message.
 
     Raises:
         TrainingDiverged: a metric became NaN or inf; nothing of that chunk is kept.
     """
-    done, index, last_saved = start, 0, start
+    done, last_saved = start, start
     while done < num_updates:
         length = min(updates_per_chunk, num_updates - done)
         tic = time.perf_counter()
@@ -271,8 +279,9 @@ def run_chunks(
             )
         state = new_state
         on_chunk(chunk)
-        done, index = chunk.last_update, index + 1
-        if save is not None and (index % checkpoint_every == 0 or done >= num_updates):
+        done = chunk.last_update
+        crossed = done // checkpoint_every > chunk.first_update // checkpoint_every
+        if save is not None and (crossed or done >= num_updates):
             save(done, state)
             last_saved = done
     return state

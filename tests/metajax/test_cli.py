@@ -142,3 +142,41 @@ def test_missing_checkpoint_and_missing_run_dir(tmp_path):
     result = metajax("train", "rl2", "--run-dir", str(tmp_path / "r"), "--resume", "True", *TINY)
     assert_one_line_error(result, "holds no checkpoint")
     assert_one_line_error(metajax("evaluate", str(tmp_path / "nowhere")), "not a metajax run")
+
+
+def _metric_rows(run_dir: Path) -> list[dict]:
+    timing = {"env_steps_per_s", "chunk_seconds"}
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k not in timing} for x in lines]
+
+
+def test_sigkilled_run_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path):
+    """--checkpoint-every counts updates; a run killed after a checkpoint resumes exactly."""
+    import signal
+    import time
+
+    def args(run_dir):
+        return ["train", "rl2", "--env-options", "arms=3", "--run-dir", str(run_dir),
+                "--num-updates", "60", "--updates-per-chunk", "2", "--checkpoint-every", "5",
+                "--eval-tasks", "0", *TINY]  # fmt: skip
+
+    killed = tmp_path / "killed"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    command = [sys.executable, "-m", "metajax", *args(killed)]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not any(p.name.isdigit() for p in (killed / "checkpoints").glob("*")):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = sorted(int(p.name) for p in (killed / "checkpoints").glob("*") if p.name.isdigit())
+    assert saved[0] == 6  # the first chunk end at or after update 5
+    assert saved[-1] < 60, "the run finished before it was killed"
+    resumed = metajax(*args(killed), "--resume", "True")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = metajax(*args(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    assert _metric_rows(killed) == _metric_rows(tmp_path / "straight")
+    assert [r["update"] for r in _metric_rows(killed)] == list(range(1, 61))
