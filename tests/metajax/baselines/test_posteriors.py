@@ -219,20 +219,17 @@ def test_cheetah_velocity_two_points_then_one():
 
 def test_cheetah_entry_point_reads_the_velocity():
     obs = jnp.zeros((2, 17))
-    next_obs = obs.at[:, 8].set(jnp.array([1.0, 0.5]))  # qd[0]
     actions = jnp.array([[0.5, 2.0] + [0.0] * 4, [0.0] * 6])
     rewards = jnp.array([-0.3 - 0.0625, -0.8])
-    plain = _transitions(obs, actions, rewards, next_obs)
+    plain = _transitions(obs, actions, rewards, obs)
     with pytest.raises(ConfigError, match="x_velocity"):
         posterior_for("cheetah-vel")(plain)
-    by_obs = posterior_for("cheetah-vel", velocity_source="obs")(plain)
     with_info = plain._replace(info={"x_velocity": jnp.array([1.0, 0.5])})
-    by_info = posterior_for("cheetah-vel")(with_info)
-    np.testing.assert_allclose(by_obs.mean, by_info.mean)
-    np.testing.assert_allclose(by_info.mean[-1], [1.3], atol=1e-3)
-    # the OOD prior U[2, 3] holds no v* with |1.0 - v*| = 0.3: the grid still answers, no NaN
-    ood = posterior_for("cheetah-vel", split="ood")(with_info)
-    assert np.all(np.isfinite(ood.mean))
+    trace = posterior_for("cheetah-vel", {"max_velocity": 3.0})(with_info)
+    np.testing.assert_allclose(trace.mean[:, 0], [1.5, 1.0, 1.3], atol=1e-3)
+    # the OOD prior U[3, 4] holds no v* with |1.0 - v*| = 0.3: the grid still answers, no NaN
+    ood = posterior_for("cheetah-vel", {"max_velocity": 3.0}, split="ood")(with_info)
+    assert np.all(np.isfinite(ood.mean)) and ood.mean[0, 0] == pytest.approx(3.5, abs=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------
