@@ -118,6 +118,8 @@ def evaluate_command(argv: list[str]) -> int:
     import tyro
 
     args = tyro.cli(EvaluateArgs, args=rest, prog="metajax evaluate RUN_DIR")
+    if args.eval_tasks < 1:
+        raise ConfigError(f"--eval-tasks must be at least 1, got {args.eval_tasks}")
     try:
         metadata = json.loads(metadata_path.read_text())
         run = RunArgs(**{**metadata["run"], "eval_tasks": args.eval_tasks})

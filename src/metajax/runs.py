@@ -61,6 +61,33 @@ def parse_env_options(pairs: tuple[str, ...] | list[str]) -> dict:
     return options
 
 
+_OPTION_KINDS = (  # (default's type, accepted types, what the message says); bool before int
+    (bool, (bool,), "True or False"),
+    (int, (int,), "an integer"),
+    (float, (int, float), "a number"),
+    ((tuple, list), (tuple, list), "a list"),
+)
+
+
+def check_env_option_types(env_name: str, options: dict) -> None:
+    """ConfigError naming the option and the type it expects when a value's type differs
+    from the type of the option's default (options without a typed default pass)."""
+    import metajax.envs as envs
+
+    if env_name not in envs.names():
+        return  # envs.make says the name is unknown
+    defaults = envs.options(env_name)
+    for name, value in options.items():
+        for kind, accepted, text in _OPTION_KINDS:
+            if name in defaults and isinstance(defaults[name], kind):
+                wrong_bool = isinstance(value, bool) and kind is not bool
+                if wrong_bool or not isinstance(value, accepted):
+                    raise ConfigError(
+                        f"env option '{name}' of '{env_name}' expects {text}, got {value!r}"
+                    )
+                break
+
+
 def env_option_strings(value: Any) -> tuple[str, ...]:
     """A TOML table ``{arms = 5}`` or list ``["arms=5"]`` as ``RunArgs.env_options``."""
     if isinstance(value, dict):
@@ -142,7 +169,9 @@ def build(learner_name: str, run: RunArgs, learner_options: dict, *, reuse: bool
     if reuse and env_key in _ENVS:
         env, tasks = _ENVS[env_key]
     else:
-        env, tasks = envs.make(run.env, **parse_env_options(run.env_options))
+        env_options = parse_env_options(run.env_options)
+        check_env_option_types(run.env, env_options)
+        env, tasks = envs.make(run.env, **env_options)
         if reuse:
             _ENVS[env_key] = env, tasks
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in learner_options.items()}

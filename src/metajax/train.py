@@ -313,7 +313,12 @@ def _report(
 def _open_store(config: TrainConfig, run_metadata: dict | None) -> tuple[CheckpointStore, int]:
     """The run dir's checkpoint store and the update to start from; writes ``run.json``."""
     run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file, not a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--run-dir {run_dir} cannot be created: {error.strerror}") from None
     store = CheckpointStore(run_dir, config.keep_checkpoints)
     latest = store.latest_step()
     if config.resume and latest is None:

@@ -97,6 +97,10 @@ def test_list_names_learners_and_envs():
         (["train", "rl2", "--env-options", "colour=3"], "unknown option(s) colour"),
         (["train", "rl2", "--num-tasks", "0"], "num_tasks must be at least 1"),
         (["frobnicate"], "unknown command 'frobnicate'"),
+        (["train", "rl2", "--env-options", "arms=abc"], "'arms' of 'bernoulli-bandit' expects an"),
+        (["train", "maml", "--env", "nav2d", "--inner-lr", "-1"], "must be positive"),
+        (["train", "promp", "--env", "nav2d", "--inner-lr", "0"], "must be positive"),
+        (["train", "emaml", "--env", "nav2d", "--inner-lrs", "0.1", "0"], "must be positive"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
@@ -180,3 +184,16 @@ def test_sigkilled_run_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path):
     assert straight.returncode == 0, straight.stderr[-3000:]
     assert _metric_rows(killed) == _metric_rows(tmp_path / "straight")
     assert [r["update"] for r in _metric_rows(killed)] == list(range(1, 61))
+
+
+def test_run_dir_that_is_a_file_and_evaluate_without_tasks(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a run")
+    result = metajax("train", "rl2", "--run-dir", str(a_file), *TINY)
+    assert_one_line_error(result, "is a file, not a directory")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text("{}")
+    for count in ("0", "-1"):
+        result = metajax("evaluate", str(run_dir), "--eval-tasks", count)
+        assert_one_line_error(result, f"--eval-tasks must be at least 1, got {count}")

@@ -119,6 +119,13 @@ class Config:
             ),
             (self.outer_epochs >= 1, f"outer_epochs must be at least 1, got {self.outer_epochs}"),
             (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
+            (
+                self.learn_inner_lr
+                or min((self.inner_lr, *self.inner_lrs, *self.eval_inner_lrs)) > 0,
+                "inner learning rates must be positive unless learn_inner_lr, got "
+                f"inner_lr={self.inner_lr}, inner_lrs={self.inner_lrs}, "
+                f"eval_inner_lrs={self.eval_inner_lrs}",
+            ),
             (self.eval_trajectories >= 2, "eval_trajectories must be at least 2"),
             (self.eval_task_chunk >= 1, "eval_task_chunk must be at least 1"),
             (bool(self.hidden_sizes), "hidden_sizes must name at least one layer"),
