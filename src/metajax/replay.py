@@ -30,6 +30,17 @@ class Experience(NamedTuple):
     terminated: jax.Array  # [...] float 1.0 where the episode ended in a terminal state
 
 
+def experience_example(obs_dim: int, action_dim: int) -> Experience:
+    """One zero ``Experience`` item (the shapes ``init`` allocates for)."""
+    return Experience(
+        obs=jnp.zeros((obs_dim,)),
+        action=jnp.zeros((action_dim,)),
+        reward=jnp.zeros(()),
+        next_obs=jnp.zeros((obs_dim,)),
+        terminated=jnp.zeros(()),
+    )
+
+
 class ReplayBuffer(NamedTuple):
     """Circular buffers, one per task."""
 
@@ -138,6 +149,7 @@ __all__ = [
     "add_at",
     "capacity",
     "clear_at",
+    "experience_example",
     "init",
     "latest",
     "sample",

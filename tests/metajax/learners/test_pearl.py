@@ -287,10 +287,10 @@ def test_pearl_posterior_beats_prior_on_held_out_tasks(trained):
 def prior_z_context(env, state, task_params, key, episodes: int) -> replay.Experience:
     """Transitions [n, episodes * H] of the trained policy acting on z ~ N(0, I) per episode."""
     from metajax import rollout
-    from metajax.learners import sac
+    from metajax.learners import soft_ac
 
     n = task_params.goal.shape[0]
-    actor = sac.TanhGaussianActor(2, LEARN.hidden_sizes)
+    actor = soft_ac.TanhGaussianActor(2, LEARN.hidden_sizes)
     chunks = []
     for e in range(episodes):
         key_z, key_run = jax.random.split(jax.random.fold_in(key, e))
@@ -298,13 +298,15 @@ def prior_z_context(env, state, task_params, key, episodes: int) -> replay.Exper
 
         def policy(carry, obs, first, keys, z=z):
             mean, log_std = actor.apply(state.params.actor, jnp.concatenate([obs, z], -1))
-            unit, _ = sac.sample_tanh_gaussian(sac.normal_per_env(keys, (2,)), mean, log_std)
+            unit, _ = soft_ac.sample_tanh_gaussian(
+                soft_ac.normal_per_env(keys, (2,)), mean, log_std
+            )
             return carry, 0.1 * unit, {"unit_action": unit}
 
         keys = jax.random.split(key_run, n)
         start = rollout.reset(env, task_params, keys)
         _, traj = rollout.rollout(env, policy, start, task_params, keys, env.horizon)
-        chunks.append(sac.time_to_items(sac.to_experience(traj)))
+        chunks.append(soft_ac.replay_items(traj))
     return jax.tree.map(lambda *x: jnp.concatenate(x, axis=1), *chunks)
 
 

@@ -1,8 +1,6 @@
-"""SAC: losses against hand-worked values, the tanh-Gaussian log-prob, and learning a 1-D task."""
+"""SAC: config errors, learning a 1-D task, sharded == single device (the update: test_soft_ac)."""
 
 from __future__ import annotations
-
-import math
 
 import jax
 import jax.numpy as jnp
@@ -57,75 +55,7 @@ def line_reach():
     return LineReach(), tasks
 
 
-# ----------------------------------------------------------------------------- losses
-
-
-def test_tanh_gaussian_log_prob_by_hand():
-    # mean 0, std 1. u = 0: N(0; 0, 1) = -0.5 log(2 pi) = -0.918939, tanh'(0) = 1 -> -0.918939.
-    # u = 1: -0.5 - 0.918939 = -1.418939; log(1 - tanh(1)^2) = log(0.419974) = -0.867562,
-    # so log pi = -1.418939 + 0.867562 = -0.551377.
-    mean, log_std = jnp.zeros((2, 1)), jnp.zeros((2, 1))
-    got = sac.tanh_gaussian_log_prob(mean, log_std, jnp.array([[0.0], [1.0]]))
-    np.testing.assert_allclose(got, [-0.918939, -0.551377], atol=1e-5)
-    # far in the tail the stable form stays finite: log(1 - tanh(u)^2) ~ 2 log 2 - 2u
-    far = sac.tanh_gaussian_log_prob(jnp.zeros((1,)), jnp.zeros((1,)), jnp.array([30.0]))
-    expected = -0.5 * 900 - 0.5 * math.log(2 * math.pi) - (2 * math.log(2) - 60.0)
-    np.testing.assert_allclose(far, expected, rtol=1e-5)
-
-
-def test_tanh_gaussian_density_integrates_to_one():
-    # p(a) on a grid of (-1, 1) for mean 0.3, std 0.8: the corrected density integrates to 1
-    a = jnp.linspace(-1 + 1e-6, 1 - 1e-6, 200_001)
-    u = jnp.arctanh(a)
-    logp = sac.tanh_gaussian_log_prob(jnp.full((1,), 0.3), jnp.log(jnp.full((1,), 0.8)), u[:, None])
-    np.testing.assert_allclose(jnp.trapezoid(jnp.exp(logp), a), 1.0, atol=2e-3)
-
-
-def test_sample_tanh_gaussian_matches_log_prob():
-    noise = jnp.array([[0.5, -1.0]])
-    mean, log_std = jnp.array([[0.1, 0.2]]), jnp.array([[-0.5, 0.3]])
-    action, logp = sac.sample_tanh_gaussian(noise, mean, log_std)
-    u = mean + jnp.exp(log_std) * noise
-    np.testing.assert_allclose(action, jnp.tanh(u))
-    np.testing.assert_allclose(logp, sac.tanh_gaussian_log_prob(mean, log_std, u))
-
-
-def test_soft_q_target_by_hand():
-    # r = 1, scale 5, gamma 0.9, alpha 0.5, next Q = (2, 3) -> min 2, log pi' = -1:
-    # 5 * 1 + 0.9 * (2 + 0.5 * 1) = 7.25; terminated -> 5.
-    got = sac.soft_q_target(
-        jnp.array([1.0, 1.0]),
-        jnp.array([0.0, 1.0]),
-        jnp.array([[2.0, 2.0], [3.0, 3.0]]),
-        jnp.array([-1.0, -1.0]),
-        jnp.float32(0.5),
-        0.9,
-        5.0,
-    )
-    np.testing.assert_allclose(got, [7.25, 5.0], rtol=1e-6)
-
-
-def test_critic_actor_temperature_losses_by_hand():
-    # critics (1, 2) and (3, 4) against target (2, 2): (1 + 0) / 2 + (1 + 4) / 2 = 3
-    q = jnp.array([[1.0, 2.0], [3.0, 4.0]])
-    assert float(sac.critic_loss(q, jnp.array([2.0, 2.0]))) == pytest.approx(3.0)
-    # alpha 2, log pi (-1, 1), min Q (1, 0): mean(-2 - 1, 2 - 0) = -0.5
-    q = jnp.array([[1.0, 2.0], [3.0, 0.0]])
-    got = sac.actor_loss(jnp.array([-1.0, 1.0]), q, jnp.float32(2.0))
-    assert float(got) == pytest.approx(-0.5)
-    # log alpha 0.5, log pi (-1, -3), target entropy -1: -0.5 * mean(-2, -4) = 1.5; its gradient
-    # +3 lowers alpha, since the entropy 2 exceeds the target -1
-    loss, grad = jax.value_and_grad(sac.temperature_loss)(
-        jnp.float32(0.5), jnp.array([-1.0, -3.0]), -1.0
-    )
-    assert float(loss) == pytest.approx(1.5)
-    assert float(grad) == pytest.approx(3.0)
-
-
-def test_polyak_by_hand():
-    # (1 - 0.25) * 1 + 0.25 * 3 = 1.5
-    got = sac.polyak({"w": jnp.array(1.0)}, {"w": jnp.array(3.0)}, 0.25)
-    assert float(got["w"]) == pytest.approx(1.5)
+# ----------------------------------------------------------------------------- config
 
 
 def test_config_errors_are_one_line():
