@@ -122,8 +122,10 @@ def test_lru_associative_scan_equals_a_loop():
     for t in range(T):  # h_t = a_t h_{t-1} + b_t, h restarts from 0 at a trial start
         h = np.where(first[t][:, None], 0.0, h) * a[t] + b[t]
         expected.append(h)
-    scanned = jax.jit(linear_scan)(a.astype(np.complex64), b.astype(np.complex64), first)
-    np.testing.assert_allclose(scanned, np.stack(expected), atol=1e-5)
+    a, b = a.astype(np.complex64), b.astype(np.complex64)
+    for parallel in (True, False):
+        scanned = jax.jit(linear_scan, static_argnums=3)(a, b, first, parallel)
+        np.testing.assert_allclose(scanned, np.stack(expected), atol=1e-5)
 
 
 def test_lru_eigenvalues_inside_the_unit_circle():

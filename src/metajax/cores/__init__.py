@@ -76,6 +76,7 @@ class CoreConfig:
     gate: bool = False  # transformer: GTrXL-style GRU gates instead of residual sums
     slots: int = 16  # memory: number of memory slots
     slot_size: int = 32  # memory: width of one slot
+    parallel: bool = True  # lru: associative_scan over time (False: a sequential scan)
 
     def validate(self, trial_length: int | None = None) -> None:
         """Raises ConfigError (one line) on bad options or a trial longer than the cache."""

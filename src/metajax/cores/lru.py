@@ -34,14 +34,24 @@ def _combine(left, right):
     return a2 * a1, a2 * b1 + b2
 
 
-def linear_scan(a: jax.Array, b: jax.Array, first: jax.Array) -> jax.Array:
+def linear_scan(a: jax.Array, b: jax.Array, first: jax.Array, parallel: bool = True) -> jax.Array:
     """All states of h_t = a_t h_{t-1} + b_t from h_{-1} = 0, restarting where first [T, B].
 
     a, b: [T, B, N] (complex or real). The reset is folded into the operator: a_t = 0 at a start.
+    ``parallel``: ``jax.lax.associative_scan`` (log-depth in T), else a sequential ``lax.scan``.
     """
     a = jnp.where(first[..., None], jnp.zeros_like(a), a)
-    _, h = jax.lax.associative_scan(_combine, (a, b), axis=0)
+    if parallel:
+        _, h = jax.lax.associative_scan(_combine, (a, b), axis=0)
+        return h
+    _, h = jax.lax.scan(_recur, jnp.zeros_like(b[0]), (a, b))
     return h
+
+
+def _recur(h, inputs):
+    a, b = inputs
+    h = a * h + b
+    return h, h
 
 
 def _nu_log_init(key, shape):
@@ -80,12 +90,12 @@ class LRULayer(nn.Module):
 
     def drive(self, u: jax.Array) -> jax.Array:
         """gamma * (B u): the input term of the recurrence, u [..., N] -> complex [..., N]."""
-        b = (self.b_re + 1j * self.b_im) * jnp.exp(self.gamma_log)[:, None]
-        return u.astype(jnp.complex64) @ b.T
+        gamma = jnp.exp(self.gamma_log)
+        return jax.lax.complex((u @ self.b_re.T) * gamma, (u @ self.b_im.T) * gamma)
 
     def read(self, h: jax.Array, u: jax.Array) -> jax.Array:
         """y = Re(C h) + D u."""
-        return (h @ (self.c_re + 1j * self.c_im).T).real + self.d * u
+        return h.real @ self.c_re.T - h.imag @ self.c_im.T + self.d * u
 
 
 class LRUBlock(nn.Module):
@@ -138,7 +148,7 @@ class LRUCore(nn.Module):
             u = block.norm(h)
             drive = block.lru.drive(u)  # [T, B, N]
             a = jnp.broadcast_to(block.lru.eigenvalues(), drive.shape)
-            s = linear_scan(a, drive, first)
+            s = linear_scan(a, drive, first, self.config.parallel)
             h = block.finish(h, block.lru.read(s, u))
         return self.norm_out(h)
 

@@ -38,8 +38,13 @@ class MemoryState(NamedTuple):
 def address(memory: jax.Array, key: jax.Array, sharpness: jax.Array) -> jax.Array:
     """Content weights [B, slots]: softmax over slots of sharpness [B] x cos(slot, key [B, W])."""
     dots = jnp.einsum("bsw,bw->bs", memory, key)
-    norms = jnp.linalg.norm(memory, axis=-1) * jnp.linalg.norm(key, axis=-1)[:, None]
-    return jax.nn.softmax(sharpness[:, None] * dots / (norms + _EPS), axis=-1)
+    norms = _norm(memory) * _norm(key)[:, None]  # [B, slots]
+    return jax.nn.softmax(sharpness[:, None] * dots / norms, axis=-1)
+
+
+def _norm(x: jax.Array) -> jax.Array:
+    """Euclidean norm over the last axis, smooth at 0 (an empty memory has finite gradients)."""
+    return jnp.sqrt(jnp.sum(x**2, axis=-1) + _EPS)
 
 
 class SlotMemoryCore(nn.Module):
