@@ -206,18 +206,7 @@ def evaluate(setup: Setup, state: State, key: jax.Array, eval_tasks: EnvParams) 
 
 def state_partition(state: State, axis_name: str) -> State:
     """Per-env leaves (buffers, env streams, tasks, returns) sharded; the rest replicated."""
-    shard = lambda tree: distributed.partition_like(tree, axis_name)
-    replicate = distributed.partition_like
-    return State(
-        params=replicate(state.params),
-        opt=replicate(state.opt),
-        buffer=shard(state.buffer),
-        env=shard(state.env),
-        task=shard(state.task),
-        episode_return=jax.P(axis_name),
-        last_return=jax.P(axis_name),
-        step=jax.P(),
-    )
+    return soft_ac.state_partition(state, axis_name)
 
 
 def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learner:

@@ -261,6 +261,17 @@ def act(
     return scale_action(unit, ac.low, ac.high), {"unit_action": unit}
 
 
+def state_partition(state: NamedTuple, axis_name: str, replicated=("params", "opt", "step")):
+    """``jax.P`` specs for a learner state (NamedTuple) whose other fields are per env or per
+    task (replay buffers, env streams, tasks): those sharded over ``axis_name``."""
+    return type(state)(
+        **{
+            name: distributed.partition_like(value, None if name in replicated else axis_name)
+            for name, value in state._asdict().items()
+        }
+    )
+
+
 # ----------------------------------------------------------------------------- the update
 
 

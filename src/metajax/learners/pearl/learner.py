@@ -195,16 +195,7 @@ def evaluate(setup: Setup, state: State, key: jax.Array, eval_tasks: EnvParams) 
 
 def state_partition(state: State, axis_name: str) -> State:
     """The per-task buffers and the pool sharded over ``axis_name``; the rest replicated."""
-    shard = lambda tree: distributed.partition_like(tree, axis_name)
-    replicate = distributed.partition_like
-    return State(
-        params=replicate(state.params),
-        opt=replicate(state.opt),
-        rl_buffer=shard(state.rl_buffer),
-        context_buffer=shard(state.context_buffer),
-        pool=shard(state.pool),
-        step=jax.P(),
-    )
+    return soft_ac.state_partition(state, axis_name)
 
 
 def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learner:
