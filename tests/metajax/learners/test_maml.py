@@ -11,10 +11,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from metajax.learners import maml, trpo
+from metajax.learners import maml, promp, trpo
+from metajax.learners.maml.learner import ppo_update
 from metajax.networks import log_prob
 
 # ----------------------------------------------------------------------------- losses by hand
@@ -22,16 +24,23 @@ from metajax.networks import log_prob
 
 def test_policy_gradient_loss_by_hand():
     # log pi = [-1, -2, -9], A = [1, 0.5, 7], mask = [1, 1, 0] (third step is padding):
-    # vpg = -((-1)(1) + (-2)(0.5)) / 2 = 1.0;  lvc = -(1 * 1 + 1 * 0.5) / 2 = -0.75
+    # vpg = -((-1)(1) + (-2)(0.5)) / 2 = 1.0;  lvc at the sampling policy (old log pi = log pi):
+    # -(1 * 1 + 1 * 0.5) / 2 = -0.75
     logp = jnp.array([-1.0, -2.0, -9.0])
     adv = jnp.array([1.0, 0.5, 7.0])
     mask = jnp.array([1.0, 1.0, 0.0])
     np.testing.assert_allclose(maml.policy_gradient_loss(logp, adv, mask, "vpg"), 1.0)
-    np.testing.assert_allclose(maml.policy_gradient_loss(logp, adv, mask, "lvc"), -0.75)
+    np.testing.assert_allclose(maml.policy_gradient_loss(logp, adv, mask, "lvc", logp), -0.75)
     # both have the same gradient in log pi: -A * mask / 2 = [-0.5, -0.25, 0]
     for estimator in ("vpg", "lvc"):
-        grad = jax.grad(maml.policy_gradient_loss)(logp, adv, mask, estimator)
+        grad = jax.grad(maml.policy_gradient_loss)(logp, adv, mask, estimator, logp)
         np.testing.assert_allclose(grad, [-0.5, -0.25, 0.0])
+    # away from the sampling policy (old log pi = log pi - [ln 2, 0, 0]: ratio [2, 1, 1]):
+    # lvc = -(2 * 1 + 1 * 0.5) / 2 = -1.25, gradient in log pi -r A mask / 2 = [-1, -0.25, 0]
+    old = logp - jnp.array([jnp.log(2.0), 0.0, 0.0])
+    np.testing.assert_allclose(maml.policy_gradient_loss(logp, adv, mask, "lvc", old), -1.25)
+    grad = jax.grad(maml.policy_gradient_loss)(logp, adv, mask, "lvc", old)
+    np.testing.assert_allclose(grad, [-1.0, -0.25, 0.0], rtol=1e-6)
 
 
 def test_surrogate_loss_by_hand():
@@ -139,10 +148,15 @@ def test_first_order_drops_exactly_the_second_order_terms():
 def test_lvc_adds_the_sampling_curvature_term():
     # theta' = theta - a grad L_in; d theta'/d theta = I - a H_in. The LVC Hessian adds
     # -(1/n) sum_t A_t g_t g_t^T (g_t = grad log pi_t), so with g_out = grad L_out(theta'):
-    # grad_lvc - grad_vpg = a (1/n) sum_t A_t g_t (g_t . g_out).
+    # grad_lvc - grad_vpg = a (1/n) sum_t A_t g_t (g_t . g_out), at the sampling policy of D_0.
     with jax.enable_x64(True):
         params = _params(jnp.float64)
-        data = _stacked([_batch(jax.random.key(i), dtype=jnp.float64) for i in range(2)])
+        data = _stacked(
+            [
+                _batch(jax.random.key(0), dtype=jnp.float64, params=params),
+                _batch(jax.random.key(1), dtype=jnp.float64),
+            ]
+        )
         config, alpha = maml.Config(), 0.3
         vpg = jax.jit(jax.grad(_objective(_core(), config, data, (alpha,))))(params)
         lvc = jax.jit(jax.grad(_objective(_core(inner_estimator="lvc"), config, data, (alpha,))))(
@@ -218,6 +232,43 @@ def test_emaml_term_credits_the_pre_update_sampling_policy():
 
         expected = -weight * 0.7 * ravel_pytree(jax.grad(mean_logp)(params))[0]
         np.testing.assert_allclose(g1 - g0, expected, rtol=1e-8, atol=1e-12)
+
+
+def test_promp_inner_gradient_is_importance_weighted_after_an_outer_epoch():
+    # ProMP's LVC inner objective -mean(pi_theta / pi_old * A), pi_old the sampling policy's
+    # stored probability: after one outer PPO epoch theta has left the sampling parameters, and
+    # the inner gradient is the importance-weighted estimator
+    # -(1/n) sum_t mask_t (pi_theta / pi_old)_t A_t grad log pi_theta(a_t | s_t).
+    with jax.enable_x64(True):
+        params = _params(jnp.float64)
+        data = _stacked(
+            [
+                _batch(jax.random.key(0), dtype=jnp.float64, params=params),  # D_0 from theta
+                _batch(jax.random.key(1), dtype=jnp.float64),
+            ]
+        )
+        core = _core(inner_estimator="lvc")
+        config = promp.Config(outer_epochs=1, hidden_sizes=(5,))
+        setup = maml.Setup(None, None, NET, core, optax.adam(0.05), config, 6, 3, (0.3,), ())
+        state = maml.MAMLState(params, setup.optimizer.init(params), jnp.zeros((), jnp.int32))
+        tasks = jax.tree.map(lambda x: x[None], data)  # one task: [1, K + 1, T, N, ...]
+        state, _ = jax.jit(ppo_update, static_argnums=(0, 4))(
+            setup, state, tasks, jnp.zeros(1), None
+        )
+        theta, inner = state.params["policy"], maml.index(data, 0)
+
+        flat, unravel = ravel_pytree(theta)
+        logp_fn = jax.jit(lambda z: log_prob(NET.apply(unravel(z), inner.obs), inner.action, False))
+        ratio = jnp.exp(logp_fn(flat) - inner.old_log_prob)  # [T, N]
+        assert float(jnp.max(jnp.abs(ratio - 1.0) * inner.mask)) > 0.02  # theta has moved
+        per_step = jax.jacobian(logp_fn)(flat)  # [T, N, P]: grad log pi_theta of each step
+        weights = inner.advantage * inner.mask / jnp.sum(inner.mask)  # [T, N]
+        expected = -jnp.einsum("tn,tn,tnp->p", ratio, weights, per_step)
+        got = ravel_pytree(jax.jit(jax.grad(core.inner_loss))(theta, inner))[0]
+        np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-12)
+        # the unweighted estimator (a ratio to pi_theta itself) is measurably different here
+        unweighted = -jnp.einsum("tn,tnp->p", weights, per_step)
+        assert np.linalg.norm(got - unweighted) > 1e-2 * np.linalg.norm(unweighted)
 
 
 def test_promp_inner_kl_is_zero_at_the_sampling_policy_and_positive_away_from_it():

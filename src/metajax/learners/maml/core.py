@@ -38,15 +38,24 @@ class Batch(NamedTuple):
 
 
 def policy_gradient_loss(
-    log_prob: jax.Array, advantage: jax.Array, mask: jax.Array, estimator: str = "vpg"
+    log_prob: jax.Array,
+    advantage: jax.Array,
+    mask: jax.Array,
+    estimator: str = "vpg",
+    old_log_prob: jax.Array | None = None,
 ) -> jax.Array:
     """The inner loss whose gradient is the policy gradient (a mean over valid steps).
 
-    "vpg": ``-mean(log pi * A)``; "lvc": ``-mean(pi / stop_gradient(pi) * A)``, the same
-    gradient at the sampling policy but a Hessian with the sampling-distribution term.
+    "vpg": ``-mean(log pi * A)``; "lvc" (ProMP): ``-mean(pi / pi_old * A)`` with ``pi_old`` the
+    sampling policy's stored probability ``exp(old_log_prob)``, a constant. At the sampling
+    policy both have the same gradient, and LVC's Hessian has the sampling-distribution term;
+    away from it (ProMP's later outer epochs) LVC's gradient is the importance-weighted
+    ``mean(pi / pi_old * grad log pi * A)`` (``_adapt_objective_sym`` of the reference).
     """
     if estimator == "lvc":
-        weight = jnp.exp(log_prob - jax.lax.stop_gradient(log_prob))
+        if old_log_prob is None:
+            raise ValueError("the lvc estimator needs the sampling policy's old_log_prob")
+        weight = jnp.exp(log_prob - old_log_prob)
     else:
         weight = log_prob
     return -masked_mean(weight * advantage, mask)
@@ -88,7 +97,9 @@ class MetaGradientCore:
         """The policy-gradient loss of one task's batch under ``policy_params``."""
         dist = self.apply_fn(policy_params, batch.obs)
         logp = log_prob(dist, batch.action, self.discrete)
-        return policy_gradient_loss(logp, batch.advantage, batch.mask, self.inner_estimator)
+        return policy_gradient_loss(
+            logp, batch.advantage, batch.mask, self.inner_estimator, batch.old_log_prob
+        )
 
     def adapt(self, policy_params, batch: Batch, alpha) -> Any:
         """One inner policy-gradient step ``theta - alpha * grad``; ``alpha``: float or pytree."""
