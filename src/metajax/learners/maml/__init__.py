@@ -19,7 +19,8 @@ parameters, so the rollout engine is vmapped over tasks):
 ProMP (Rothfuss et al. 2019) = LVC inner estimator (``inner_estimator="lvc"``: the inner
 objective ``pi_theta / pi_old * A``, ``pi_old`` the sampling policy's stored probability, whose
 Hessian credits the sampling distribution), clipped outer objective, and a KL penalty between
-each pre-update policy before and after the meta-update (``inner_kl_coeff``). E-MAML (Stadie et al. 2018) adds the exploration term
+each pre-update policy before and after the meta-update (``inner_kl_coeff``). E-MAML (Stadie et
+al. 2018) adds the exploration term
 ``exploration_weight * E[R(post-update)] * grad log pi(pre-update trajectories)``.
 
 Data layout: a task's batch for one inner or outer step has leaves ``[T, N, ...]`` (time
