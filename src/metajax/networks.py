@@ -1,8 +1,10 @@
 """Flax networks shared by the learners: MLPs, memory cores, policy heads, distributions.
 
-Memory cores share one small interface so RL² can swap them (GRU, LSTM now; attention later):
-``initial_carry(name, size, batch) -> carry`` and ``core(carry, x) -> (carry, y)``, one step.
-A new core registers its module in ``MEMORY_CORES`` and its zero carry in ``_INITIAL_CARRY``.
+``RecurrentActorCritic`` holds any memory core of ``metajax.cores`` (gru, lstm, transformer, lru,
+memory) named by a ``CoreConfig``. GRU and LSTM keep their own small modules here
+(``MEMORY_CORES``: ``core(carry, x) -> (carry, y)``, one step) so their parameter trees, and with
+them every recorded run, stay as they were; their sequence mode is a scan of step mode
+(``unroll``). The other cores come from ``metajax.cores`` and run whole trials at once.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from metajax import cores
+from metajax.cores import CoreConfig
 from metajax.errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu, "silu": nn.silu}
@@ -76,9 +80,11 @@ _INITIAL_CARRY = {
 }
 
 
-def initial_carry(name: str, size: int, batch: int) -> Any:
-    """The zero memory of core ``name`` for ``batch`` sequences."""
-    return _INITIAL_CARRY[name](size, batch)
+def initial_carry(core: CoreConfig, batch: int) -> Any:
+    """The fresh memory of the core ``core`` describes, for ``batch`` sequences."""
+    if core.name in _INITIAL_CARRY:
+        return _INITIAL_CARRY[core.name](core.size, batch)
+    return cores.CORES[core.name](config=core).initial_state(batch)
 
 
 def make_core(name: str, size: int) -> nn.Module:
@@ -163,18 +169,54 @@ class RecurrentActorCritic(nn.Module):
 
     action_dim: int
     discrete: bool
-    core: str = "gru"
-    core_size: int = 256
+    core: CoreConfig = CoreConfig(size=256)
     hidden_sizes: Sequence[int] = (128,)
     activation: str = "tanh"
 
     def setup(self):
         self.embed = MLP(self.hidden_sizes, activation=self.activation)
-        self.memory = make_core(self.core, self.core_size)
+        if self.core.name in MEMORY_CORES:  # the module names fix the init RNG: keep `memory`
+            self.memory = make_core(self.core.name, self.core.size)
+        else:
+            self.memory = cores.CORES[self.core.name](config=self.core)
         self.policy_head = PolicyHead(self.action_dim, self.discrete)
         self.value_head = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))
 
-    def __call__(self, carry, obs: jax.Array):
-        """One step: ``(carry, obs [B, D]) -> (carry, (dist, value [B]))``."""
-        carry, features = self.memory(carry, self.embed(obs))
-        return carry, (self.policy_head(features), self.value_head(features)[..., 0])
+    def heads(self, features: jax.Array):
+        """(policy distribution, value [...]) from the core's features [..., size]."""
+        return self.policy_head(features), self.value_head(features)[..., 0]
+
+    def __call__(self, carry, obs: jax.Array, first: jax.Array):
+        """Step mode: ``(carry, obs [B, D], first [B]) -> (carry, (dist, value [B]))``.
+
+        The memory restarts where ``first`` marks the first step of a trial.
+        """
+        x = self.embed(obs)
+        if self.core.name in MEMORY_CORES:
+            carry = reset_carry(carry, initial_carry(self.core, obs.shape[0]), first)
+            carry, features = self.memory(carry, x)
+        else:
+            carry, features = self.memory.step(carry, x, first)
+        return carry, self.heads(features)
+
+    def sequence(self, obs: jax.Array, first: jax.Array):
+        """Sequence mode of a ``metajax.cores`` core: obs [T, B, D] -> (dist, value [T, B])."""
+        return self.heads(self.memory.sequence(self.embed(obs), first))
+
+
+def unroll(network: RecurrentActorCritic, params, obs: jax.Array, first: jax.Array):
+    """Whole trials from fresh memory, obs [T, B, D], first [T, B] -> (dist, value [T, B]).
+
+    GRU and LSTM scan step mode (as their recorded runs did); the other cores run their
+    sequence mode (attention over the trial, a parallel scan), which equals step mode.
+    """
+    if network.core.name not in MEMORY_CORES:
+        return network.apply(params, obs, first, method="sequence")
+
+    def step(carry, inputs):
+        obs_t, first_t = inputs
+        return network.apply(params, carry, obs_t, first_t)
+
+    fresh = initial_carry(network.core, obs.shape[1])
+    _, (dist, value) = jax.lax.scan(step, fresh, (obs, first))
+    return dist, value

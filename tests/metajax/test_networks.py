@@ -6,22 +6,46 @@ import numpy as np
 import pytest
 
 from metajax import networks
+from metajax.cores import CoreConfig
 from metajax.errors import ConfigError
 
 
 @pytest.mark.parametrize("core", ["gru", "lstm"])
 def test_recurrent_actor_critic_memory_and_reset(core):
-    net = networks.RecurrentActorCritic(action_dim=3, discrete=True, core=core, core_size=8)
-    carry = networks.initial_carry(core, 8, 2)
-    params = net.init(jax.random.key(0), carry, jnp.zeros((2, 4)))
-    carry, (logits, value) = net.apply(params, carry, jnp.ones((2, 4)))
+    config = CoreConfig(name=core, size=8)
+    net = networks.RecurrentActorCritic(action_dim=3, discrete=True, core=config)
+    carry = networks.initial_carry(config, 2)
+    no_reset = jnp.zeros(2, bool)
+    params = net.init(jax.random.key(0), carry, jnp.zeros((2, 4)), no_reset)
+    carry, (logits, value) = net.apply(params, carry, jnp.ones((2, 4)), no_reset)
     assert logits.shape == (2, 3) and value.shape == (2,)
-    reset = networks.reset_carry(
-        carry, networks.initial_carry(core, 8, 2), jnp.array([True, False])
-    )
+    reset = networks.reset_carry(carry, networks.initial_carry(config, 2), jnp.array([True, False]))
     for leaf_new, leaf_old in zip(jax.tree.leaves(reset), jax.tree.leaves(carry), strict=True):
         assert float(jnp.abs(leaf_new[0]).sum()) == 0.0
         np.testing.assert_array_equal(leaf_new[1], leaf_old[1])
+
+
+def test_gru_and_lstm_keep_their_parameter_tree():
+    # recorded runs depend on it: flax derives the init RNG from these module names
+    net = networks.RecurrentActorCritic(3, True, CoreConfig(name="gru", size=4), (4,))
+    params = net.init(jax.random.key(0), jnp.zeros((1, 4)), jnp.zeros((1, 2)), jnp.ones(1, bool))
+    assert set(params["params"]) == {"embed", "memory", "policy_head", "value_head"}
+    assert set(params["params"]["memory"]) == {"GRUCell_0"}
+
+
+@pytest.mark.parametrize("core", ["gru", "lstm", "transformer", "lru", "memory"])
+def test_unroll_equals_stepping_with_resets(core):
+    config = CoreConfig(name=core, size=8, heads=2, slots=3, slot_size=4, max_len=8)
+    net = networks.RecurrentActorCritic(action_dim=3, discrete=True, core=config, hidden_sizes=(8,))
+    obs = jax.random.normal(jax.random.key(1), (7, 2, 5))  # [T, B, D]
+    first = jnp.zeros((7, 2), bool).at[0].set(True).at[4, 0].set(True)
+    carry = networks.initial_carry(config, 2)
+    params = net.init(jax.random.key(0), carry, obs[0], first[0])
+    logits, value = networks.unroll(net, params, obs, first)
+    for t in range(7):
+        carry, (logits_t, value_t) = net.apply(params, carry, obs[t], first[t])
+        np.testing.assert_allclose(logits[t], logits_t, atol=1e-5)
+        np.testing.assert_allclose(value[t], value_t, atol=1e-5)
 
 
 def test_gaussian_log_prob_entropy_kl_closed_form():

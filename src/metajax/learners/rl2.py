@@ -3,8 +3,11 @@
 The task is drawn once per trial; the env is wrapped in ``TrialWrapper`` so the network sees
 the previous action, reward and episode-done flag, and its memory is reset only between
 trials. The outer loop is PPO with GAE over the whole trial (the discount runs across the
-episode boundaries inside a trial). Every update collects exactly one trial per task in
-``[T = K * horizon, tasks]`` steps; steps after a trial ends early are masked out.
+episode boundaries inside a trial). The memory is any core of ``metajax.cores`` (``core``
+and the ``core_*`` options): acting runs its step mode, the PPO loss its sequence mode over whole
+trials (no truncation inside a trial); both compute the same function. Every update collects
+exactly one trial per task in ``[T = K * horizon, tasks]`` steps; steps after a trial ends early
+are masked out.
 
 The learner is module-level functions of a frozen ``Setup``; ``make_learner`` binds them.
 """
@@ -20,10 +23,11 @@ import jax.numpy as jnp
 import optax
 
 from metajax import distributed, networks, rollout
+from metajax.cores import CoreConfig
 from metajax.envs.core import EnvParams, MetaEnv, TaskDistribution, flat_action_dim, is_discrete
 from metajax.envs.wrappers import TrialWrapper
 from metajax.errors import ConfigError
-from metajax.learners import ppo
+from metajax.learners import ppo, representation
 from metajax.learners.base import Learner, Metrics
 from metajax.types import Transition
 
@@ -34,19 +38,27 @@ class Config:
 
     num_tasks: int = 512  # trials per update, one task each (sharded over devices)
     episodes_per_trial: int = 10  # K; for bandits each pull is an episode, so K = n pulls
-    core: str = "gru"  # memory core: gru | lstm
-    core_size: int = 128
-    hidden_sizes: tuple[int, ...] = (128,)
-    activation: str = "tanh"
-    learning_rate: float = 1e-3
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
-    update_epochs: int = 4
-    num_minibatches: int = 4
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
+    core: str = "gru"  # memory core: gru | lstm | transformer | lru | memory
+    core_size: int = 128  # width of the memory core (hidden units, model width, LRU state)
+    core_layers: int = 1  # transformer blocks / stacked LRU blocks
+    core_heads: int = 4  # transformer attention heads (must divide core_size)
+    core_window: int | None = None  # transformer: attend to the last steps (None: whole trial)
+    core_max_len: int = 512  # transformer: longest trial without a window
+    core_gate: bool = False  # transformer: GTrXL gates instead of residual sums
+    core_slots: int = 16  # memory: number of slots
+    core_slot_size: int = 32  # memory: width of a slot
+    core_parallel: bool = True  # lru: associative scan over time (False: sequential scan)
+    hidden_sizes: tuple[int, ...] = (128,)  # MLP layers before the memory core
+    activation: str = "tanh"  # MLP activation, e.g. tanh | relu
+    learning_rate: float = 1e-3  # Adam learning rate
+    gamma: float = 0.99  # discount factor
+    gae_lambda: float = 0.95  # GAE lambda
+    clip_eps: float = 0.2  # PPO clipping of the likelihood ratio
+    update_epochs: int = 4  # PPO epochs over each batch of trials
+    num_minibatches: int = 4  # PPO minibatches per epoch (num_tasks must divide by it)
+    ent_coef: float = 0.01  # entropy bonus coefficient
+    vf_coef: float = 0.5  # value loss coefficient
+    max_grad_norm: float = 0.5  # clip of the global gradient norm
     reward_scale: float = 1.0  # rewards are multiplied by this for the losses (not the metrics)
 
     def validate(self, env: MetaEnv) -> None:
@@ -62,12 +74,28 @@ class Config:
             )
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
             raise ConfigError("gamma and gae_lambda must lie in [0, 1]")
-        if self.core not in networks.MEMORY_CORES:
-            raise ConfigError(
-                f"unknown memory core '{self.core}'; allowed: {', '.join(networks.MEMORY_CORES)}"
-            )
+        self.core_config().validate(self.episodes_per_trial * env.horizon)
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+
+    def core_config(self, trial_length: int | None = None) -> CoreConfig:
+        """The memory core's options; a trial length caps the transformer's cache at it."""
+        window, max_len = self.core_window, self.core_max_len
+        if trial_length is not None:  # a cache longer than the trial computes the same
+            max_len = min(max_len, trial_length)
+            window = None if window is None else min(window, trial_length)
+        return CoreConfig(
+            name=self.core,
+            size=self.core_size,
+            layers=self.core_layers,
+            heads=self.core_heads,
+            window=window,
+            max_len=max_len,
+            gate=self.core_gate,
+            slots=self.core_slots,
+            slot_size=self.core_slot_size,
+            parallel=self.core_parallel,
+        )
 
 
 class State(NamedTuple):
@@ -107,8 +135,7 @@ def make_network(config: Config, env: TrialWrapper) -> networks.RecurrentActorCr
     return networks.RecurrentActorCritic(
         action_dim=flat_action_dim(action_space),
         discrete=is_discrete(action_space),
-        core=config.core,
-        core_size=config.core_size,
+        core=config.core_config(env.horizon),
         hidden_sizes=config.hidden_sizes,
         activation=config.activation,
     )
@@ -124,21 +151,20 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
 def fresh_carry(setup: Setup, batch: int) -> Any:
     """The memory core's zero carry for ``batch`` trials."""
-    return networks.initial_carry(setup.config.core, setup.config.core_size, batch)
+    return networks.initial_carry(setup.network.core, batch)
 
 
 def init(setup: Setup, key: jax.Array) -> State:
     """Fresh network parameters and optimizer state."""
     obs = jnp.zeros((1, *setup.env.observation_space().shape), jnp.float32)
-    params = setup.network.init(key, fresh_carry(setup, 1), obs)
+    params = setup.network.init(key, fresh_carry(setup, 1), obs, jnp.ones((1,), bool))
     return State(params, setup.optimizer.init(params))
 
 
 def policy_step(setup: Setup, params, carry, obs: jax.Array, first: jax.Array, keys: jax.Array):
     """One acting step on [B] trials: memory reset where ``first``, then sample an action."""
     network = setup.network
-    carry = networks.reset_carry(carry, fresh_carry(setup, obs.shape[0]), first)
-    carry, (dist, value) = network.apply(params, carry, obs)
+    carry, (dist, value) = network.apply(params, carry, obs, first)  # step mode
     action = jax.vmap(lambda k, d: networks.sample_action(k, d, network.discrete))(keys, dist)
     log_prob = networks.log_prob(dist, action, network.discrete)
     return carry, action, {"log_prob": log_prob, "value": value}
@@ -173,17 +199,8 @@ def episode_returns_in_trial(transitions: Transition, mask: jax.Array, episodes:
 
 
 def sequence_outputs(setup: Setup, params, obs: jax.Array, first: jax.Array):
-    """Re-runs the network over [T, B] observations from fresh memory: ``(dist, value)``."""
-    fresh = fresh_carry(setup, obs.shape[1])
-
-    def step(carry, inputs):
-        obs_t, first_t = inputs
-        carry = networks.reset_carry(carry, fresh, first_t)
-        carry, (dist, value) = setup.network.apply(params, carry, obs_t)
-        return carry, (dist, value)
-
-    _, (dist, value) = jax.lax.scan(step, fresh, (obs, first))
-    return dist, value
+    """Re-runs the network over whole trials [T, B] from fresh memory: ``(dist, value)``."""
+    return networks.unroll(setup.network, params, obs, first)
 
 
 def loss(setup: Setup, params, minibatch: Minibatch) -> tuple[jax.Array, Metrics]:
@@ -321,4 +338,31 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
         env_steps_per_update=config.num_tasks * setup.env.horizon,
         return_metric="trial_return",
         act=partial(act, setup),
+        represent=partial(represent, setup),
+    )
+
+
+def memory_policy(setup: Setup, params, carry, obs: jax.Array, first: jax.Array, keys: jax.Array):
+    """``policy_step`` that also returns the memory after the step, flat (and projected to at
+    most ``representation.MAX_FEATURES``), in ``extras["memory"]`` [B, F]."""
+    carry, action, extras = policy_step(setup, params, carry, obs, first, keys)
+    memory = representation.flatten_carry(carry, fresh_carry(setup, 1))
+    return carry, action, {**extras, "memory": representation.project(memory)}
+
+
+def represent(setup: Setup, state: State, key: jax.Array, tasks: EnvParams):
+    """RL²'s memory over one trial per task: row t is the memory after taking in observation
+    t (which carries step t-1's action and reward), so it has seen steps 0..t-1."""
+    n = jax.tree.leaves(tasks)[0].shape[0]
+    policy = partial(memory_policy, setup, state.params)
+    keys = jax.random.split(key, n)
+    _, traj = rollout.run(setup.env, policy, tasks, keys, setup.env.horizon, fresh_carry(setup, n))
+    mask = trial_mask(traj.done)  # [T, N]
+    return representation.Representation(
+        features=jnp.swapaxes(traj.extras["memory"], 0, 1),  # [N, T, F]
+        valid=mask.T,
+        seen=jnp.arange(mask.shape[0]),
+        unit=traj.info["episode_index"].T,
+        transitions=representation.strip_extras(traj),
+        mask=mask,
     )

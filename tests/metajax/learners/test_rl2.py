@@ -1,13 +1,17 @@
-"""RL²: learns a small bandit, sharded step equals single-device step, LSTM core, bad config."""
+"""RL²: learns a small bandit, sharded == single device, every memory core, bad config."""
 
 import jax
 import numpy as np
 import pytest
 
 import metajax.envs as envs
+from metajax import networks
 from metajax.errors import ConfigError
 from metajax.learners import rl2
 from tests.metajax.learner_checks import check_sharded_matches_single
+from tests.metajax.test_cli import assert_one_line_error, metajax
+
+TINY_CORE = {"core_size": 8, "core_heads": 2, "core_slots": 4, "core_slot_size": 4}
 
 
 def test_rl2_learns_two_armed_bandit_above_random():
@@ -65,7 +69,14 @@ def test_rl2_lstm_core_on_tabular_mdp_runs_and_masks_nothing():
     [
         ({"num_tasks": 0}, "num_tasks"),
         ({"num_tasks": 10, "num_minibatches": 4}, "divisible"),
-        ({"core": "transformer"}, "memory core"),
+        ({"core": "mamba"}, "unknown memory core 'mamba'"),
+        ({"core": "transformer", "core_window": 0}, "window must be at least 1"),
+        ({"core": "memory", "core_slots": 0}, "slots must be at least 1"),
+        ({"core": "transformer", "core_size": 12, "core_heads": 5}, "must divide"),
+        (
+            {"core": "transformer", "episodes_per_trial": 600, "core_max_len": 512},
+            "longer than the transformer's max_len",
+        ),
         ({"gamma": 1.5}, "gamma"),
     ],
 )
@@ -133,3 +144,87 @@ def test_loss_at_the_collecting_params_has_no_policy_change():
     np.testing.assert_allclose(float(info["approx_kl"]), 0.0, atol=1e-6)
     np.testing.assert_allclose(float(info["policy_loss"]), 0.0, atol=1e-5)
     assert np.isfinite(float(total))
+
+
+@pytest.mark.parametrize("core", ["transformer", "lru", "memory"])
+def test_rl2_with_new_cores_runs_two_steps_on_a_bandit(core):
+    env, tasks = envs.make("bernoulli-bandit", arms=3)
+    config = rl2.Config(
+        num_tasks=8,
+        episodes_per_trial=6,
+        core=core,
+        hidden_sizes=(8,),
+        num_minibatches=2,
+        update_epochs=1,
+        **TINY_CORE,
+    )
+    learner = rl2.make_learner(config, env, tasks)
+    state = learner.init(jax.random.key(0))
+    step = jax.jit(learner.train_step)
+    for i in range(2):
+        state, metrics = step(state, jax.random.key(i + 1))
+    assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+    assert float(metrics["env_steps"]) == 8 * 6
+    returns = jax.jit(learner.evaluate)(state, jax.random.key(9), tasks.test_tasks(4))
+    assert returns.shape == (4, 6)
+
+
+@pytest.mark.parametrize("core", ["gru", "transformer", "lru", "memory"])
+def test_acting_in_step_mode_equals_the_loss_in_sequence_mode(core):
+    # the log-probs and values the policy recorded while acting (step mode, one step at a time)
+    # are what the loss recomputes over the whole trial (sequence mode): the PPO ratio is 1
+    env, tasks = envs.make("tabular-mdp", num_states=3, num_actions=2, horizon=4)
+    config = rl2.Config(
+        num_tasks=4,
+        episodes_per_trial=3,
+        core=core,
+        hidden_sizes=(8,),
+        core_layers=2,
+        core_gate=core == "transformer",
+        **TINY_CORE,
+    )
+    setup = rl2.make_setup(config, env, tasks)
+    state = rl2.init(setup, jax.random.key(0))
+    keys = jax.random.split(jax.random.key(2), 4)
+    traj, mask = rl2.run_trials(setup, state.params, tasks.sample(jax.random.key(1), 4), keys)
+    data = rl2.trial_data(setup, traj, mask, axis_name=None)
+    dist, value = jax.jit(rl2.sequence_outputs, static_argnums=0)(
+        setup, state.params, data.obs, data.first
+    )
+    log_prob = networks.log_prob(dist, data.action, True)
+    np.testing.assert_allclose(log_prob, traj.extras["log_prob"], atol=1e-5)
+    np.testing.assert_allclose(value, traj.extras["value"], atol=1e-5)
+    _, info = jax.jit(rl2.loss, static_argnums=0)(setup, state.params, data)
+    np.testing.assert_allclose(float(info["approx_kl"]), 0.0, atol=1e-6)
+
+
+def test_the_transformer_cache_is_capped_at_the_trial_length():
+    config = rl2.Config(core="transformer", core_window=64, episodes_per_trial=10)
+    assert config.core_config(10).window == 10 and config.core_config(10).max_len == 10
+    assert config.core_config().max_len == 512
+
+
+def test_rl2_lru_sharded_step_matches_single_device():
+    options = {
+        "num_tasks": 16,
+        "num_minibatches": 1,
+        "core": "lru",
+        "core_size": 8,
+        "hidden_sizes": [8],
+        "update_epochs": 2,
+        "episodes_per_trial": 3,
+    }
+    result = check_sharded_matches_single("rl2", "tabular-mdp", options, {"num_states": 4})
+    assert result["ok"]
+
+
+def test_cli_bad_core_is_one_line_exit_2(tmp_path):
+    result = metajax("train", "rl2", "--core", "mamba", "--run-dir", str(tmp_path / "r"))
+    assert_one_line_error(result, "unknown memory core 'mamba'")
+
+
+def test_cli_help_lists_the_core_options():
+    result = metajax("train", "rl2", "--help")
+    assert result.returncode == 0
+    for flag in ("--core ", "--core-window", "--core-heads", "--core-slots", "--core-parallel"):
+        assert flag in result.stdout, flag
