@@ -21,6 +21,7 @@ _LEARNER_MODULES: dict[str, str] = {
     "maml": "metajax.learners.maml",
     "promp": "metajax.learners.promp",
     "emaml": "metajax.learners.emaml",
+    "varibad": "metajax.learners.varibad",
 }
 
 
