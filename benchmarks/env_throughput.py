@@ -238,8 +238,7 @@ def _markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Runs the benchmark and writes the JSON and Markdown reports; returns the report."""
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("families", nargs="*", default=list(DEFAULT_FAMILIES))
     parser.add_argument("--batch", type=int, default=4096, help="batch of the overhead test")
@@ -263,12 +262,67 @@ def main(argv: list[str] | None = None) -> dict:
     for flag in ("scale_factor", "brax_scale_factor"):
         if getattr(args, flag) < 2:
             parser.error(f"--{flag.replace('_', '-')} must be at least 2")
+    return args
 
+
+def _overhead_and_print(name: str, env, tasks, args, report: dict) -> dict:
+    """One family's wrapper-overhead measurement against its reference env (brax or gymnax)."""
+    brax = _is_brax(env)
+    batch = args.brax_batch if brax else args.batch
+    variants = [_ours(env, tasks, batch)]
+    result: dict = {}
+    if brax:
+        result["reference"] = f"brax {env.brax_env.__class__.__name__} ({env.brax_env.backend})"
+        variants.append(_raw_brax(env, batch))
+    elif name in GYMNAX_REFERENCE:
+        result["reference"] = f"gymnax {GYMNAX_REFERENCE[name]}"
+        variants.append(_raw_gymnax(GYMNAX_REFERENCE[name], batch))
+    measured = _measure(variants, batch, args.num_steps, args.repeats)
+    result["ours"] = measured[0]
+    if len(measured) > 1:
+        result["raw"] = measured[1]
+        result["overhead"] = result["raw"]["steps_per_s"] / result["ours"]["steps_per_s"] - 1
+    if brax:  # the reference is the env we wrap: the overhead is the wrapper's
+        result["overhead_within_target"] = result["overhead"] <= OVERHEAD_TARGET
+    print(
+        f"{name}: ours {result['ours']['steps_per_s']:.3g} steps/s at batch {batch}"
+        + (
+            f", {result['reference']} {result['raw']['steps_per_s']:.3g} steps/s,"
+            f" overhead {result['overhead']:+.1%}"
+            if "raw" in result
+            else ""
+        ),
+        flush=True,
+    )
+    return result
+
+
+def _scaling(env, tasks, args, result: dict, report: dict) -> None:
+    """Steps/s at 1, factor, factor^2, ... tasks; saved after every row."""
+    brax = _is_brax(env)
+    max_tasks = args.brax_max_tasks if brax else args.max_tasks
+    factor = args.brax_scale_factor if brax else args.scale_factor
+    result["scaling"] = []
+    count = 1
+    while count <= max_tasks:
+        row = _measure([_ours(env, tasks, count)], count, args.num_steps, args.repeats)[0]
+        result["scaling"].append(row)
+        print(
+            f"  {count:>6} tasks: {row['steps_per_s']:.3g} steps/s"
+            f" (compile {row['compile_s']:.1f} s)",
+            flush=True,
+        )
+        count *= factor
+        _save(report, args.out_dir, args.quick)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Runs the benchmark and writes the JSON and Markdown reports; returns the report."""
+    args = _parse(argv)
+    words = sys.argv[1:] if argv is None else argv
     report = {
         "meta": {
-            "command": " ".join(["python", "benchmarks/env_throughput.py", *sys.argv[1:]])
-            if argv is None
-            else " ".join(["python", "benchmarks/env_throughput.py", *argv]),
+            "command": " ".join(["python", "benchmarks/env_throughput.py", *words]),
             "device": device_info(),
             "jax_version": jax.__version__,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -285,52 +339,14 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{name}: skipped (not registered)", flush=True)
             continue
         env, tasks = envs.make(name)
-        brax = _is_brax(env)
-        if brax and args.skip_brax:
+        if _is_brax(env) and args.skip_brax:
             report["families"][name] = {"skipped": "--skip-brax"}
             continue
-        batch = args.brax_batch if brax else args.batch
-        max_tasks = args.brax_max_tasks if brax else args.max_tasks
-        factor = args.brax_scale_factor if brax else args.scale_factor
-        variants = [_ours(env, tasks, batch)]
-        result: dict = {}
-        if brax:
-            result["reference"] = f"brax {env.brax_env.__class__.__name__} ({env.brax_env.backend})"
-            variants.append(_raw_brax(env, batch))
-        elif name in GYMNAX_REFERENCE:
-            result["reference"] = f"gymnax {GYMNAX_REFERENCE[name]}"
-            variants.append(_raw_gymnax(GYMNAX_REFERENCE[name], batch))
-        measured = _measure(variants, batch, args.num_steps, args.repeats)
-        result["ours"] = measured[0]
-        if len(measured) > 1:
-            result["raw"] = measured[1]
-            result["overhead"] = result["raw"]["steps_per_s"] / result["ours"]["steps_per_s"] - 1
-        if brax:  # the reference is the env we wrap: the overhead is the wrapper's
-            result["overhead_within_target"] = result["overhead"] <= OVERHEAD_TARGET
-        print(
-            f"{name}: ours {result['ours']['steps_per_s']:.3g} steps/s at batch {batch}"
-            + (
-                f", {result['reference']} {result['raw']['steps_per_s']:.3g} steps/s,"
-                f" overhead {result['overhead']:+.1%}"
-                if "raw" in result
-                else ""
-            ),
-            flush=True,
-        )
+        result = _overhead_and_print(name, env, tasks, args, report)
         result["scaling"] = []
         report["families"][name] = result  # filled in place; saved after every measurement
         _save(report, args.out_dir, args.quick)
-        count = 1
-        while count <= max_tasks:
-            row = _measure([_ours(env, tasks, count)], count, args.num_steps, args.repeats)[0]
-            result["scaling"].append(row)
-            print(
-                f"  {count:>6} tasks: {row['steps_per_s']:.3g} steps/s"
-                f" (compile {row['compile_s']:.1f} s)",
-                flush=True,
-            )
-            count *= factor
-            _save(report, args.out_dir, args.quick)
+        _scaling(env, tasks, args, result, report)
 
     _save(report, args.out_dir, args.quick)
     return report

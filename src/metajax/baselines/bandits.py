@@ -115,37 +115,40 @@ def _check_options(name: str, options: dict) -> dict:
     return merged
 
 
-def _make_policy(
-    name: str, arms: int, pulls: int, options: dict
-) -> Callable[[jax.Array, BanditStats], jax.Array]:
-    """``act(key, stats) -> arm`` for one task."""
-    if name == "random":
-        return lambda key, stats: jax.random.randint(key, (), 0, arms)
-    if name == "greedy":
-        return lambda key, stats: jnp.argmax(_posterior_mean(stats))
-    if name == "eps-greedy":
-        eps = jnp.asarray(options["eps"], jnp.float32)
+def _random_policy(arms: int, pulls: int, options: dict):
+    return lambda key, stats: jax.random.randint(key, (), 0, arms)
 
-        def act(key, stats):
-            key_explore, key_arm = jax.random.split(key)
-            explore = jax.random.uniform(key_explore) < eps
-            random_arm = jax.random.randint(key_arm, (), 0, arms)
-            return jnp.where(explore, random_arm, jnp.argmax(_posterior_mean(stats)))
 
-        return act
-    if name == "ucb1":
-        c = jnp.asarray(options["c"], jnp.float32)
+def _greedy_policy(arms: int, pulls: int, options: dict):
+    return lambda key, stats: jnp.argmax(_posterior_mean(stats))
 
-        def act(key, stats):
-            del key
-            n = (stats.successes + stats.failures).astype(jnp.float32) + 2.0  # prior: 2 pulls
-            bonus = c * jnp.sqrt(2.0 * jnp.log(jnp.sum(n)) / n)
-            return jnp.argmax(_posterior_mean(stats) + bonus)
 
-        return act
-    if name in ("thompson", "optimistic-thompson"):
-        optimistic = name == "optimistic-thompson"
+def _eps_greedy_policy(arms: int, pulls: int, options: dict):
+    eps = jnp.asarray(options["eps"], jnp.float32)
 
+    def act(key, stats):
+        key_explore, key_arm = jax.random.split(key)
+        explore = jax.random.uniform(key_explore) < eps
+        random_arm = jax.random.randint(key_arm, (), 0, arms)
+        return jnp.where(explore, random_arm, jnp.argmax(_posterior_mean(stats)))
+
+    return act
+
+
+def _ucb1_policy(arms: int, pulls: int, options: dict):
+    c = jnp.asarray(options["c"], jnp.float32)
+
+    def act(key, stats):
+        del key
+        n = (stats.successes + stats.failures).astype(jnp.float32) + 2.0  # prior: 2 pulls
+        bonus = c * jnp.sqrt(2.0 * jnp.log(jnp.sum(n)) / n)
+        return jnp.argmax(_posterior_mean(stats) + bonus)
+
+    return act
+
+
+def _thompson_policy(optimistic: bool):
+    def make(arms: int, pulls: int, options: dict):
         def act(key, stats):
             s, f = stats.successes.astype(jnp.float32), stats.failures.astype(jnp.float32)
             draw = jax.random.beta(key, 1.0 + s, 1.0 + f)
@@ -154,20 +157,44 @@ def _make_policy(
             return jnp.argmax(draw)
 
         return act
-    if name == "gittins":
-        table = jnp.asarray(gittins_table(float(options["gamma"]), pulls), jnp.float32)
-        return lambda key, stats: jnp.argmax(table[stats.successes, stats.failures])
-    if name == "bayes-optimal":
-        policy = bayes_optimal_policy(arms, pulls)
-        want_s, want_f = jnp.asarray(policy.pull_successes), jnp.asarray(policy.pull_failures)
 
-        def act(key, stats):
-            del key
-            match = (stats.successes == want_s[stats.node]) & (stats.failures == want_f[stats.node])
-            return jnp.argmax(match)
+    return make
 
-        return act
-    raise AssertionError(name)  # _check_options rejects unknown names
+
+def _gittins_policy(arms: int, pulls: int, options: dict):
+    table = jnp.asarray(gittins_table(float(options["gamma"]), pulls), jnp.float32)
+    return lambda key, stats: jnp.argmax(table[stats.successes, stats.failures])
+
+
+def _bayes_optimal_policy(arms: int, pulls: int, options: dict):
+    policy = bayes_optimal_policy(arms, pulls)
+    want_s, want_f = jnp.asarray(policy.pull_successes), jnp.asarray(policy.pull_failures)
+
+    def act(key, stats):
+        del key
+        match = (stats.successes == want_s[stats.node]) & (stats.failures == want_f[stats.node])
+        return jnp.argmax(match)
+
+    return act
+
+
+_POLICIES = {
+    "random": _random_policy,
+    "greedy": _greedy_policy,
+    "eps-greedy": _eps_greedy_policy,
+    "ucb1": _ucb1_policy,
+    "thompson": _thompson_policy(optimistic=False),
+    "optimistic-thompson": _thompson_policy(optimistic=True),
+    "gittins": _gittins_policy,
+    "bayes-optimal": _bayes_optimal_policy,
+}
+
+
+def _make_policy(
+    name: str, arms: int, pulls: int, options: dict
+) -> Callable[[jax.Array, BanditStats], jax.Array]:
+    """``act(key, stats) -> arm`` for one task (``_check_options`` rejects unknown names)."""
+    return _POLICIES[name](arms, pulls, options)
 
 
 def bandit_baseline_rewards(

@@ -219,6 +219,22 @@ def _sum_tasks(tree):
     return jax.tree.map(lambda x: jnp.sum(x, axis=0), tree)
 
 
+def _linearize_inner_steps(core: MetaGradientCore, theta, data: Batch, alphas: list):
+    """Every task's inner steps from ``theta`` [tasks, ...]: ``(theta_K, [(alpha, grad, hvp)])``,
+    each gradient and Hessian-vector product at that step's parameters (hvp None: first order)."""
+    grad_fn = jax.vmap(jax.grad(core.inner_loss))
+    steps = []
+    for k, alpha in enumerate(alphas):
+        batch = _step(data, k)
+        if core.first_order:
+            grad, hvp = grad_fn(theta, batch), None
+        else:
+            grad, hvp = jax.linearize(lambda p, b=batch: grad_fn(p, b), theta)
+        steps.append((alpha, grad, hvp))
+        theta = otu.tree_sub(theta, scale(alpha, grad))
+    return theta, steps
+
+
 def linearize_adaptation(
     core: MetaGradientCore, meta_params: dict, data: Batch, lrs: Sequence[float]
 ) -> tuple[Any, Any, Any]:
@@ -238,21 +254,11 @@ def linearize_adaptation(
     alphas = step_alphas(meta_params, num_inner, lrs)
     learned = "inner_lr" in meta_params
     trained = jax.tree.leaves(meta_params["inner_lr"])[0].shape[0] if learned else 0
-    grad_fn = jax.vmap(jax.grad(core.inner_loss))
 
     def broadcast(tree):
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_tasks,) + x.shape), tree)
 
-    theta = broadcast(meta_params["policy"])
-    steps = []  # (alpha, grad, hvp) of each inner step, at that step's parameters
-    for k, alpha in enumerate(alphas):
-        batch = _step(data, k)
-        if core.first_order:
-            grad, hvp = grad_fn(theta, batch), None
-        else:
-            grad, hvp = jax.linearize(lambda p, b=batch: grad_fn(p, b), theta)
-        steps.append((alpha, grad, hvp))
-        theta = otu.tree_sub(theta, scale(alpha, grad))
+    theta, steps = _linearize_inner_steps(core, broadcast(meta_params["policy"]), data, alphas)
     obs = _step(data, num_inner).obs
     dist, forward = jax.linearize(lambda p: jax.vmap(core.apply_fn)(p, obs), theta)
     backward = jax.linear_transpose(forward, theta)
