@@ -41,9 +41,10 @@ LAYERS: dict[str, str] = {
     # train and evaluate do not need each other's layer above them)
     "metajax.train": "train",
     "metajax.evaluate": "train",
-    "metajax.inference": "train",
     # one run from options: RunArgs, build, metadata, evaluate-and-report, TOML loading
     "metajax.runs": "runs",
+    # task-inference probes: load a run (runs.build, train's checkpoints), probe, report
+    "metajax.inference": "runs",
     # entry points
     "metajax.cli": "top",
     "metajax.sweep": "top",

@@ -52,6 +52,10 @@ class Learner(NamedTuple):
         act: optional ``act(state, carry, obs [B, ...], first [B], keys [B]) -> (carry,
             action, extras)``, the trained policy as a ``rollout`` policy for notebooks; a
             carry of None starts from fresh memory.
+        represent: optional ``represent(state, key, tasks) -> Representation``
+            (``learners/representation.py``): the learner's task representation at every row
+            of held-out trials (RL²'s memory, PEARL's q(z | c), MAML's adapted parameters),
+            what ``metajax probe`` decodes; None when the learner has none.
     """
 
     name: str
@@ -63,6 +67,7 @@ class Learner(NamedTuple):
     return_metric: str
     state_partition: Callable[[State, str], Any] | None = None
     act: Callable[..., tuple[Any, jax.Array, dict]] | None = None
+    represent: Callable[[State, jax.Array, Any], Any] | None = None
 
     @property
     def train_step(self) -> TrainStep:

@@ -31,6 +31,7 @@ from metajax.learners.maml.core import (
     make_trpo_linearization,
     task_objective,
 )
+from metajax.learners.maml.represent import represent
 from metajax.learners.maml.sampling import PolicyNetwork, collect, evaluate_task
 from metajax.networks import activation
 
@@ -342,4 +343,5 @@ def make_learner(
         env_steps_per_update=steps * (config.num_inner_steps + 1),
         make_train_step=partial(make_train_step, setup),
         return_metric="post_update_return",
+        represent=partial(represent, setup),
     )

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from metajax import distributed, replay, rollout
 from metajax.envs.core import EnvParams, MetaEnv, TaskDistribution
-from metajax.learners import soft_ac
+from metajax.learners import representation, soft_ac
 from metajax.learners.base import Learner
 from metajax.learners.pearl import collection, latent
 from metajax.learners.pearl.config import Config, OptStates, Params, Setup, State, make_setup
@@ -212,4 +212,53 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
         make_train_step=lambda axis_name: partial(train_step, setup, axis_name=axis_name),
         return_metric="posterior_return",
         state_partition=state_partition,
+        represent=partial(represent, setup),
+    )
+
+
+def represent_episode(setup: Setup, params: Params, tasks: EnvParams, keys, stats, k):
+    """``eval_episode``'s episode k, with q(z | c) after each of its transitions: the stats
+    grown by the episode, and ``(mean, var)`` [n, H, L], the trajectory [H, n] and its mask."""
+    ep_keys = rollout.fold_in_each(keys, k)
+    mean, var = latent.posterior(stats)
+    noise = soft_ac.normal_per_env(rollout.fold_in_each(ep_keys, 7), (setup.config.latent_size,))
+    traj = collection.run_episode(
+        setup, params.actor, tasks, latent.sample(mean, var, noise), ep_keys, deterministic=True
+    )
+    done = traj.done.astype(jnp.int32)
+    first_episode = (jnp.cumsum(done, axis=0) - done) == 0  # [H, n]
+    items = soft_ac.replay_items(traj)  # [n, H, ...]
+    features = latent.context_features(items, setup.config.context_next_obs)
+    factor_mean, factor_var = setup.encoder.apply(params.encoder, features)  # [n, H, L]
+    weight = first_episode.T[..., None].astype(factor_mean.dtype)
+    running = latent.GaussianStats(  # the stats after each transition
+        stats.precision[:, None] + jnp.cumsum(weight / factor_var, axis=1),
+        stats.scaled_mean[:, None] + jnp.cumsum(weight * factor_mean / factor_var, axis=1),
+    )
+    grown = latent.combine(
+        stats, latent.factor_stats(factor_mean, factor_var, first_episode.T)
+    )  # as eval_episode
+    return grown, (latent.posterior(running), traj, first_episode)
+
+
+def represent(setup: Setup, state: State, key: jax.Array, tasks: EnvParams):
+    """q(z | c) over ``evaluate``'s episodes: row s is the posterior's mean and log variance
+    after the first s context transitions (row 0: the prior N(0, I)); ``[n, K H + 1, 2 L]``."""
+    n = jax.tree.leaves(tasks)[0].shape[0]
+    size, episodes = setup.config.latent_size, setup.config.eval_episodes
+    empty = latent.GaussianStats(jnp.zeros((n, size)), jnp.zeros((n, size)))
+    episode = partial(represent_episode, setup, state.params, tasks, jax.random.split(key, n))
+    _, ((mean, var), traj, mask) = jax.lax.scan(episode, empty, jnp.arange(episodes))
+    rows = jnp.concatenate([jnp.moveaxis(mean, 0, 1), jnp.log(jnp.moveaxis(var, 0, 1))], -1)
+    rows = rows.reshape(n, -1, 2 * size)  # [n, K H, 2 L]: after transition s
+    prior = jnp.concatenate([jnp.zeros((n, 1, size)), jnp.zeros((n, 1, size))], -1)
+    history = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), traj)  # [K H, n, ...]
+    num_rows = rows.shape[1] + 1
+    return representation.Representation(
+        features=jnp.concatenate([prior, rows], axis=1),
+        valid=jnp.ones((n, num_rows), bool),
+        seen=jnp.arange(num_rows),
+        unit=jnp.broadcast_to(jnp.arange(num_rows) // setup.env.horizon, (n, num_rows)),
+        transitions=representation.strip_extras(history),
+        mask=mask.reshape(-1, n),
     )
