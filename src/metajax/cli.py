@@ -11,9 +11,10 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Annotated, Any
 
 from metajax.errors import ConfigError
-from metajax.runs import RunArgs, build, evaluate_and_report, run_metadata
+from metajax.runs import Built, RunArgs, build, evaluate_and_report, run_metadata
 
 USAGE = """usage: metajax COMMAND ...
 
@@ -22,33 +23,81 @@ commands:
   evaluate RUN_DIR [options]          few-shot evaluation of a run's latest checkpoint
   list                                the learners and envs metajax knows
   sweep FILE.toml [--out DIR]         a grid of training runs from a TOML file (metajax.sweep)
+  probe RUN_DIR [--tasks N]           decode a run's task representation (metajax.inference)
 """
 
 
-def _flat_dataclass(learner_config: type) -> type:
-    """One dataclass with the run's, the trainer's and the learner's fields, for tyro."""
+def _train_args_class(learner_config: type) -> type:
+    """One dataclass holding the run's, the trainer's and the learner's options, for tyro.
+
+    Each part stays its own class, so tyro reads each field's ``# comment`` in its source as
+    the option's help; its options keep their plain names (``--env``, ``--num-tasks``).
+    """
+    import tyro
+
     from metajax.train import TrainConfig
 
-    fields = []
+    parts = (("run", RunArgs), ("training", TrainConfig), ("learner", learner_config))
     seen: dict[str, str] = {}
-    for owner in (RunArgs, TrainConfig, learner_config):
+    for _, owner in parts:
         for field in dataclasses.fields(owner):
             if field.name in seen:
                 raise RuntimeError(
                     f"option '{field.name}' of {owner.__name__} clashes with {seen[field.name]}"
                 )
             seen[field.name] = owner.__name__
-            default = (
-                field.default
-                if field.default is not dataclasses.MISSING
-                else field.default_factory()  # type: ignore[misc]
-            )
-            fields.append((field.name, field.type, dataclasses.field(default=default)))
+    fields = [
+        (name, Annotated[owner, tyro.conf.OmitArgPrefixes], dataclasses.field(default=owner()))
+        for name, owner in parts
+    ]
     return dataclasses.make_dataclass("TrainArgs", fields, frozen=True)
 
 
-def _split(args, owner: type) -> dict:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(owner)}
+def _options(config) -> dict:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def _train_overview() -> str:
+    from metajax import learners
+
+    rows = "\n".join(f"  {name:6s} {learners.summary(name)}" for name in learners.names())
+    return (
+        f"usage: metajax train LEARNER [options]\n\nlearners:\n{rows}\n\n"
+        "every option of one learner: metajax train LEARNER --help"
+    )
+
+
+def parse_train_args(argv: list[str]) -> tuple[str, RunArgs, Any, dict]:
+    """``(learner name, RunArgs, TrainConfig, learner options)`` from ``metajax train`` argv.
+
+    ``--help`` prints the learner's summary and every option with its help, and exits 0; a
+    malformed option is tyro's usage error (exit 2).
+    """
+    from metajax import learners
+
+    if not argv or argv[0].startswith("-"):
+        known = ", ".join(learners.names())
+        raise ConfigError(f"train needs a learner name first; known: {known}")
+    learner_name, rest = argv[0], argv[1:]
+    config_cls, _ = learners.get(learner_name)
+    import tyro
+
+    args = tyro.cli(
+        _train_args_class(config_cls),
+        args=rest,
+        prog=f"metajax train {learner_name}",
+        description=learners.summary(learner_name),
+        config=(tyro.conf.FlagConversionOff,),
+    )
+    return learner_name, args.run, args.training, _options(args.learner)
+
+
+def check_train_args(argv: list[str]) -> tuple[str, RunArgs, Any, Built]:
+    """Parses ``metajax train`` argv, checks every option and builds the env and the learner
+    (``Config.validate(env)`` included); trains nothing. Bad input raises ConfigError."""
+    learner_name, run, train_config, learner_options = parse_train_args(argv)
+    train_config.validate()
+    return learner_name, run, train_config, build(learner_name, run, learner_options)
 
 
 def _start_multihost_if_asked(argv: list[str]) -> None:
@@ -58,39 +107,27 @@ def _start_multihost_if_asked(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--coordinator")
-    parser.add_argument("--num-processes", type=int, default=1)
-    parser.add_argument("--process-id", type=int, default=0)
+    parser.add_argument("--num-processes", default="1")
+    parser.add_argument("--process-id", default="0")
     known, _ = parser.parse_known_args(argv)
     if known.coordinator is not None:
         from metajax import distributed
 
-        distributed.initialize_multihost(known.coordinator, known.num_processes, known.process_id)
+        try:
+            count, index = int(known.num_processes), int(known.process_id)
+        except ValueError:
+            raise ConfigError("--num-processes and --process-id must be integers") from None
+        distributed.initialize_multihost(known.coordinator, count, index)
 
 
 def train_command(argv: list[str]) -> int:
     """``metajax train LEARNER [options]``."""
-    from metajax import learners
-
-    if not argv or argv[0].startswith("-"):
-        known = ", ".join(learners.names())
-        raise ConfigError(f"train needs a learner name first; known: {known}")
-    learner_name, rest = argv[0], argv[1:]
-    _start_multihost_if_asked(rest)
-    config_cls, _ = learners.get(learner_name)
-    import tyro
-
-    from metajax.train import TrainConfig
-
-    flat = tyro.cli(
-        _flat_dataclass(config_cls),
-        args=rest,
-        prog=f"metajax train {learner_name}",
-        config=(tyro.conf.FlagConversionOff,),
-    )
-    run = RunArgs(**_split(flat, RunArgs))
-    train_config = TrainConfig(**_split(flat, TrainConfig))
-    learner_options = _split(flat, config_cls)
-    learner, env, tasks, learner_config = build(learner_name, run, learner_options)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(_train_overview())
+        return 0
+    _start_multihost_if_asked(argv[1:])
+    learner_name, run, train_config, built = check_train_args(argv)
+    learner, env, tasks, learner_config = built
     metadata = run_metadata(learner_name, run, train_config, learner_config)
     from metajax.train import train
 
@@ -104,11 +141,26 @@ class EvaluateArgs:
     """Options of ``metajax evaluate RUN_DIR``."""
 
     eval_tasks: int = 1000  # held-out tasks to evaluate
-    seed: int = 0
+    seed: int = 0  # seed of the evaluation's keys (training evaluates with 0)
+
+
+EVALUATE_SUMMARY = (
+    "Few-shot evaluation of the latest checkpoint of RUN_DIR (a folder written by `metajax "
+    "train`) on held-out tasks; writes eval.md, eval.json and eval.png there."
+)
+
+
+def _help_asked(argv: list[str], args_class: type, prog: str, description: str) -> None:
+    """Prints the help of ``args_class`` and exits 0 when argv asks for it anywhere."""
+    if "-h" in argv or "--help" in argv:
+        import tyro
+
+        tyro.cli(args_class, args=["--help"], prog=prog, description=description)
 
 
 def evaluate_command(argv: list[str]) -> int:
     """``metajax evaluate RUN_DIR``: restores the latest checkpoint and evaluates it."""
+    _help_asked(argv, EvaluateArgs, "metajax evaluate RUN_DIR", EVALUATE_SUMMARY)
     if not argv or argv[0].startswith("-"):
         raise ConfigError("evaluate needs a run directory (one written by `metajax train`)")
     run_dir, rest = Path(argv[0]), argv[1:]
@@ -117,7 +169,9 @@ def evaluate_command(argv: list[str]) -> int:
         raise ConfigError(f"{run_dir} is not a metajax run directory (no run.json)")
     import tyro
 
-    args = tyro.cli(EvaluateArgs, args=rest, prog="metajax evaluate RUN_DIR")
+    args = tyro.cli(
+        EvaluateArgs, args=rest, prog="metajax evaluate RUN_DIR", description=EVALUATE_SUMMARY
+    )
     if args.eval_tasks < 1:
         raise ConfigError(f"--eval-tasks must be at least 1, got {args.eval_tasks}")
     try:
@@ -145,8 +199,16 @@ def evaluate_command(argv: list[str]) -> int:
     return 0
 
 
+@dataclasses.dataclass(frozen=True)
+class ListArgs:
+    """``metajax list`` has no options."""
+
+
 def list_command(argv: list[str]) -> int:
     """``metajax list``: learners and envs."""
+    import tyro
+
+    tyro.cli(ListArgs, args=argv, prog="metajax list", description="The learners and envs.")
     import metajax.envs as envs
     from metajax import learners
 
@@ -165,17 +227,61 @@ class SweepArgs:
     dry_run: bool = False  # check the file and every point, print the plan, train nothing
 
 
+SWEEP_SUMMARY = (
+    "A grid of training runs from a TOML file (e.g. benchmarks/sweeps/seeds.toml): every point "
+    "trained and evaluated, with one results folder and summary."
+)
+
+
 def sweep_command(argv: list[str]) -> int:
     """``metajax sweep FILE.toml``: every grid point trained and evaluated, one results folder."""
+    _help_asked(argv, SweepArgs, "metajax sweep FILE.toml", SWEEP_SUMMARY)
     if not argv or argv[0].startswith("-"):
         raise ConfigError("sweep needs a TOML file, e.g. benchmarks/sweeps/seeds.toml")
     import tyro
 
     from metajax.sweep import run_sweep
 
-    args = tyro.cli(SweepArgs, args=argv[1:], prog="metajax sweep FILE.toml")
+    args = tyro.cli(
+        SweepArgs, args=argv[1:], prog="metajax sweep FILE.toml", description=SWEEP_SUMMARY
+    )
     command = " ".join(["metajax", "sweep", *argv])
     run_sweep(argv[0], out_dir=args.out, dry_run=args.dry_run, command=command)
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeArgs:
+    """Options of ``metajax probe RUN_DIR``."""
+
+    tasks: int = 200  # held-out tasks: half fit the probes, the other half scores them
+    seed: int = 0  # seed of the rollouts and of the task split
+    out: str | None = None  # folder for probe.md, probe.json, probe.png (default: RUN_DIR)
+
+
+PROBE_SUMMARY = (
+    "Ridge probes of the task representation of RUN_DIR's latest checkpoint (RL²'s memory, "
+    "PEARL's q(z|c), MAML's adapted parameters) on held-out tasks: R² and error of decoding "
+    "the task and the exact posterior mean, beside the Bayes floor; writes probe.md, "
+    "probe.json and probe.png."
+)
+
+
+def probe_command(argv: list[str]) -> int:
+    """``metajax probe RUN_DIR``: task-inference probes of a run (``inference.probe_run``)."""
+    _help_asked(argv, ProbeArgs, "metajax probe RUN_DIR", PROBE_SUMMARY)
+    if not argv or argv[0].startswith("-"):
+        raise ConfigError("probe needs a run directory (one written by `metajax train`)")
+    import tyro
+
+    from metajax.inference import probe_run
+
+    args = tyro.cli(
+        ProbeArgs, args=argv[1:], prog="metajax probe RUN_DIR", description=PROBE_SUMMARY
+    )
+    report = probe_run(argv[0], tasks=args.tasks, seed=args.seed, out=args.out)
+    print(report.to_markdown())
+    print(f"probes written to {args.out or argv[0]}/probe.md, probe.json, probe.png")
     return 0
 
 
@@ -184,6 +290,7 @@ COMMANDS = {
     "evaluate": evaluate_command,
     "list": list_command,
     "sweep": sweep_command,
+    "probe": probe_command,
 }
 
 

@@ -35,16 +35,16 @@ INIT_STREAM, TRAIN_STREAM, EVAL_STREAM = 0, 1, 2
 class TrainConfig:
     """How long to train and how to log, checkpoint and resume."""
 
-    run_dir: str = "runs/default"
-    num_updates: int = 200
+    run_dir: str = "runs/default"  # folder of checkpoints, metrics.jsonl, run.json, eval.*
+    num_updates: int = 200  # training updates (train_step calls) in all
     updates_per_chunk: int = 10  # updates per jitted call; logs and checks between chunks
     checkpoint_every: int = 50  # updates between checkpoints (at the first chunk end past each)
-    keep_checkpoints: int = 3
-    seed: int = 0
+    keep_checkpoints: int = 3  # newest checkpoints kept on disk
+    seed: int = 0  # seed of the parameter init and the training keys
     resume: bool = False  # continue from the latest checkpoint in run_dir
     num_devices: int | None = None  # devices of the task mesh; None = all
-    tensorboard: bool = True
-    progress: bool = True
+    tensorboard: bool = True  # also write TensorBoard event files
+    progress: bool = True  # show a progress bar
 
     def validate(self) -> None:
         """Raises ConfigError for impossible values."""

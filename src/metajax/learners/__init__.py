@@ -38,4 +38,11 @@ def get(name: str) -> tuple[type, Callable[..., Learner]]:
     return module.Config, module.make_learner
 
 
-__all__ = ["Learner", "get", "names"]
+def summary(name: str) -> str:
+    """The first paragraph of the learner module's docstring, on one line (heads its --help)."""
+    get(name)  # ConfigError for an unknown name
+    doc = importlib.import_module(_LEARNER_MODULES[name]).__doc__ or name
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+__all__ = ["Learner", "get", "names", "summary"]

@@ -14,7 +14,7 @@ from metajax.learners.base import Learner
 class Config(maml.Config):
     """``maml.Config`` with the E-MAML exploration term switched on."""
 
-    exploration_weight: float = 1.0
+    exploration_weight: float = 1.0  # weight of the sampling-distribution term
 
 
 def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learner:

@@ -34,18 +34,18 @@ class Config:
     batch_size: int = 256  # transitions per gradient step, split evenly over the envs' buffers
     buffer_capacity: int = 50_000  # per env
     warmup_steps: int = 200  # per env, uniform random actions, collected by init
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    activation: str = "relu"
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    temperature_lr: float = 3e-4
-    gamma: float = 0.99
+    hidden_sizes: tuple[int, ...] = (256, 256)  # actor and critic MLP layers
+    activation: str = "relu"  # MLP activation
+    actor_lr: float = 3e-4  # Adam learning rate of the actor
+    critic_lr: float = 3e-4  # Adam learning rate of the critics
+    temperature_lr: float = 3e-4  # Adam learning rate of the temperature alpha
+    gamma: float = 0.99  # discount factor
     tau: float = 0.005  # Polyak rate of the target critics
-    init_temperature: float = 1.0
+    init_temperature: float = 1.0  # initial temperature alpha
     auto_temperature: bool = True  # learn alpha towards target_entropy; False keeps it fixed
     target_entropy: float | None = None  # None: -action_dim
-    reward_scale: float = 1.0
-    eval_episodes: int = 1
+    reward_scale: float = 1.0  # rewards are multiplied by this in the critic target
+    eval_episodes: int = 1  # episodes per held-out task in evaluate
 
     def validate(self, env: MetaEnv) -> None:
         """Raises ConfigError for impossible values or an env without a Box action space."""

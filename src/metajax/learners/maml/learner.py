@@ -46,12 +46,12 @@ class Config:
     num_tasks: int = 20  # global meta-batch of tasks per meta-iteration (sharded over devices)
     num_trajectories: int = 20  # trajectories per task per inner step (and for the outer step)
     horizon: int = 0  # steps per trajectory; 0 = the env's horizon
-    gamma: float = 0.99
+    gamma: float = 0.99  # discount factor
     baseline_reg: float = 1e-5  # ridge coefficient of the linear feature baseline
     normalize_advantages: bool = True  # per batch, over its valid steps
     # inner loop
-    num_inner_steps: int = 1
-    inner_lr: float = 0.1
+    num_inner_steps: int = 1  # inner-loop policy-gradient steps per task
+    inner_lr: float = 0.1  # step size of the inner steps
     inner_lrs: tuple[float, ...] = ()  # per-step inner learning rates (overrides inner_lr)
     learn_inner_lr: bool = False  # Meta-SGD: learned per-parameter, per-step learning rates
     first_order: bool = False  # drop the second-order terms of the meta-gradient
@@ -59,26 +59,26 @@ class Config:
     # outer loop
     outer: str = "trpo"  # "trpo" or "ppo"
     max_kl: float = 0.01  # TRPO trust region
-    cg_iters: int = 10
-    cg_damping: float = 1e-5
+    cg_iters: int = 10  # conjugate-gradient iterations of the TRPO step
+    cg_damping: float = 1e-5  # damping of the Fisher-vector products
     # fraction of each shard's tasks whose trajectories the Fisher-vector products use (rllab's
     # ConjugateGradientOptimizer subsample_factor, by task); 1.0 = the exact Fisher (default)
     cg_subsample: float = 1.0
-    line_search_steps: int = 15
-    backtrack_ratio: float = 0.8
+    line_search_steps: int = 15  # TRPO backtracking line-search steps
+    backtrack_ratio: float = 0.8  # TRPO line search: step shrink per try
     outer_lr: float = 1e-3  # PPO (Adam) meta learning rate
     outer_epochs: int = 5  # PPO gradient steps per meta-iteration
     clip_eps: float = 0.2  # PPO clipping of the outer likelihood ratio
     inner_kl_coeff: float = 0.0  # ProMP: KL penalty on the pre-update policies
     exploration_weight: float = 0.0  # E-MAML: weight of the sampling-distribution term
     # policy: Gaussian (Box actions) or categorical (Discrete) MLP
-    hidden_sizes: tuple[int, ...] = (100, 100)
-    activation: str = "relu"
-    init_log_std: float = 0.0
+    hidden_sizes: tuple[int, ...] = (100, 100)  # policy MLP layers
+    activation: str = "relu"  # policy MLP activation
+    init_log_std: float = 0.0  # initial log std of Gaussian policies
     # evaluation on held-out tasks (the paper's test protocol)
-    eval_inner_steps: int = 3
+    eval_inner_steps: int = 3  # adaptation steps measured on held-out tasks
     eval_inner_lrs: tuple[float, ...] = (0.1, 0.05)  # per step; the last one repeats
-    eval_trajectories: int = 40
+    eval_trajectories: int = 40  # trajectories per held-out task and step
     eval_task_chunk: int = 20  # tasks evaluated at once (bounds memory)
 
     def validate(self, env: MetaEnv) -> None:

@@ -51,11 +51,11 @@ class Config:
     reward_embed_size: int = 16
     tbptt_steps: int | None = None  # cut the encoder's gradient every this many steps
     # DECODERS p(r | s, a, s', m) and (option) p(s' | s, a, m)
-    reward_decoder_sizes: tuple[int, ...] = (64, 32)
+    reward_decoder_sizes: tuple[int, ...] = (64, 32)  # layers of the reward decoder
     decoder_input_state: bool = False  # the reward decoder also sees s (reference: point robot)
     decoder_input_action: bool = False  # ... and a
     decode_transitions: bool = False  # add the transition decoder's term to the ELBO
-    transition_decoder_sizes: tuple[int, ...] = (64, 32)
+    transition_decoder_sizes: tuple[int, ...] = (64, 32)  # layers of the transition decoder
     prediction: str = "deterministic"  # decoders' output: deterministic (MSE) | gaussian (NLL)
     # ELBO: every posterior (prior included) decodes every step of the trial (the reference's
     # default, decode_only_past=False); terms summed; None = all terms, else a random subset
