@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -182,16 +183,31 @@ class HumanoidDir(BraxTaskEnv):
 class EnumeratedTasks(TaskDistribution):
     """A few fixed tasks, all used for training and for testing (the Fwd/Back families).
 
-    ``test_tasks(n)`` cycles through the list, so every task is in any split of size >= its
-    length.
+    No disjoint held-out split: with two tasks (forward, backward) the reference protocol
+    trains and tests on both, so does this. ``test_tasks(n)`` cycles through the list, so
+    every task is in any split of size >= its length.
     """
+
+    disjoint_test_split: ClassVar[bool] = False
 
     tasks: EnvParams = None
 
-    def _pool(self, split: int, n: int, sampler: Callable[[jax.Array], EnvParams]) -> EnvParams:
-        del split, sampler
+    def is_held_out(self, params: EnvParams) -> jax.Array:
+        """No task is held out from training."""
+        del params
+        return jnp.bool_(False)
+
+    def _cycle(self, n: int) -> EnvParams:
         count = jax.tree.leaves(self.tasks)[0].shape[0]
         return jax.tree.map(lambda x: x[jnp.arange(n) % count], self.tasks)
+
+    def train_tasks(self) -> EnvParams:
+        """Every task, in order."""
+        return self._cycle(self.num_train_tasks)
+
+    def test_tasks(self, n: int | None = None) -> EnvParams:
+        """The tasks in order, cycled to ``n`` (the same tasks as training)."""
+        return self._cycle(self.num_test_tasks if n is None else n)
 
 
 def enumerated_tasks(tasks: EnvParams) -> EnumeratedTasks:

@@ -21,6 +21,10 @@ Oracle: a policy that knows the task walks a shortest path; its return is
 ``1 - reward_decay * d / horizon`` where d is the shortest-path length from start to goal
 (0 if d > horizon). d comes from a breadth-first search written as repeated relaxation of a
 distance map over the grid (``goal_distances``).
+
+Splits: the fixed layout is a finite family (39 goals at the default size, from the centre);
+a content hash holds out a fixed subset of its tasks (about 20%, at least one: checked at
+``make``) that training never draws. Random layouts hold tasks out by the same hash.
 """
 
 from __future__ import annotations
@@ -262,7 +266,24 @@ def make_maze(
         num_test_tasks=num_test_tasks,
         split_seed=split_seed,
     )
+    if not random_layout:  # finite: both sides of the split must hold a task
+        tasks.check_finite_split(_fixed_layout_tasks(fixed_walls, center, random_start))
     return env, tasks
+
+
+def _fixed_layout_tasks(walls: jax.Array, center: jax.Array, random_start: bool) -> MazeParams:
+    """Every task of a fixed layout: each (start, goal) pair of distinct open squares."""
+    side = walls.shape[0]
+    squares = jnp.stack(jnp.divmod(jnp.arange(side * side), side), -1).astype(jnp.int32)
+    squares = squares[~walls.reshape(-1)]  # [open, 2]
+    starts = squares if random_start else center[None]
+    start = jnp.repeat(starts, squares.shape[0], axis=0)  # [pairs, 2]
+    goal = jnp.tile(squares, (starts.shape[0], 1))
+    distinct = jnp.any(start != goal, axis=-1)
+    start, goal = start[distinct], goal[distinct]
+    return MazeParams(
+        walls=jnp.broadcast_to(walls, (start.shape[0], side, side)), goal=goal, start=start
+    )
 
 
 def make_random_maze(

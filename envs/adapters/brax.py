@@ -39,6 +39,7 @@ from gymnax.environments import spaces
 from metajax.envs.core import EnvParams, EnvState, MetaEnv, TaskDistribution, check_splits
 
 BACKENDS = ("spring", "generalized", "positional", "mjx")
+INFO_METRICS = ("x_velocity",)  # brax metrics copied into every step's info
 
 
 def make_brax_env(env_name: str, backend: str = "spring", **kwargs) -> PipelineEnv:
@@ -137,7 +138,9 @@ class BraxTaskEnv(MetaEnv):
         reward = self.task_reward(state.brax, after, action, params).astype(jnp.float32)
         terminated = after.done > 0.5
         next_state = BraxTaskState(time=state.time + 1, brax=after, first=state.first)
-        return after.obs.astype(jnp.float32), next_state, reward, terminated, {}
+        # brax's forward velocity over the step (the posteriors of velocity tasks read it)
+        info = {k: after.metrics[k].astype(jnp.float32) for k in INFO_METRICS if k in after.metrics}
+        return after.obs.astype(jnp.float32), next_state, reward, terminated, info
 
     def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
         return spaces.Box(-jnp.inf, jnp.inf, (self.obs_size,), jnp.float32)

@@ -11,10 +11,12 @@ rules that transform objects, and the objects placed at reset. Here the task is
   file, or ``"single-goal"`` (default): rulesets generated here, in JAX, without rules -- a goal
   "hold object X" or "stand next to object X" for a random object X (one of 7 shapes x 10
   colors) and ``num_distractors`` other objects (the flavour of XLand's trivial benchmark).
-  With a benchmark file the test split is a held-out tail of its rulesets.
+  With a benchmark file the test split is a held-out tail of its rulesets (split by index);
+  generated rulesets are held out by a content hash of the ruleset (``TaskDistribution``).
 - MiniGrid envs (``MiniGrid-*``): the layout is the only thing that varies, so the task is the
   layout: ``layout_key`` seeds every reset (``fixed_layout=True``), and the env repeats the
-  same maze, doors and start across the episodes of a trial.
+  same maze, doors and start across the episodes of a trial; the hash of the layout key
+  holds layouts out.
 
 Observation: the agent's egocentric view (tile and color ids), flattened to float32. Reward:
 XLand-MiniGrid's ``1 - 0.9 * t / max_steps`` on success; ``max_steps`` is our ``horizon``.
@@ -38,7 +40,7 @@ from xminigrid.core.goals import AgentHoldGoal, AgentNearGoal
 from xminigrid.core.rules import EmptyRule
 from xminigrid.types import RuleSet, StepType
 
-from metajax.envs.core import MetaEnv, TaskDistribution, check_splits
+from metajax.envs.core import TEST_SPLIT, MetaEnv, TaskDistribution, check_splits, tagged_key
 
 # objects a generated goal can name: shapes that can be picked up, in the usual colors
 GOAL_TILES = jnp.array(
@@ -188,16 +190,23 @@ class XMiniGridAdapter(MetaEnv):
 
 @dataclass(frozen=True)
 class _HeldOutTasks(TaskDistribution):
-    """A task distribution whose test split is a fixed, disjoint set of benchmark rulesets."""
+    """A task distribution whose test split is a fixed, disjoint set of benchmark rulesets.
+
+    The split is by index (training draws the first rulesets, testing the tail), not by hash.
+    """
 
     test_sampler: Any = None  # draws the i-th held-out task from (key, i)
+
+    def is_held_out(self, params: XMiniGridTask) -> jax.Array:
+        """Training never draws a tail ruleset, so no training draw is rejected."""
+        del params
+        return jnp.bool_(False)
 
     def test_tasks(self, n: int | None = None) -> XMiniGridTask:
         n = self.num_test_tasks if n is None else n
         if n > self.num_test_tasks:
             raise ValueError(f"only {self.num_test_tasks} held-out rulesets, asked for {n}")
-        key = jax.random.fold_in(jax.random.key(self.split_seed), 1)
-        keys = jax.random.split(key, n)
+        keys = jax.random.split(tagged_key(TEST_SPLIT, self.split_seed), n)
         return jax.vmap(self.test_sampler)(keys, jnp.arange(n))
 
 
@@ -249,6 +258,8 @@ def make_xminigrid(
             num_train_tasks=num_train_tasks,
             num_test_tasks=num_test_tasks,
             split_seed=split_seed,
+            # the ruleset is the task unless the layout is fixed too
+            task_content=None if fixed_layout else (lambda task: task.ruleset),
         )
 
     rulesets = load_rulesets(benchmark)
@@ -258,7 +269,7 @@ def make_xminigrid(
             f"num_test_tasks={num_test_tasks} leaves no training rulesets of the {total} in "
             f"'{benchmark}'; use fewer than {total}"
         )
-    rulesets = rulesets.shuffle(jax.random.key(split_seed))
+    rulesets = rulesets.shuffle(tagged_key("envs/split/rulesets", split_seed))
     num_train = total - num_test_tasks  # the first rulesets train, the tail is held out
 
     def sample_train(key: jax.Array) -> XMiniGridTask:
