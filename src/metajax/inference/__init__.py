@@ -11,7 +11,7 @@ run and writes probe.md, probe.json and probe.png (``metajax probe RUN_DIR``).
 from metajax.inference.probe import check_probeable, exact_posterior, probe, score_target
 from metajax.inference.report import ProbeReport, TargetScores, plot_probe
 from metajax.inference.ridge import fit_ridge, predict, r2_score, split_tasks
-from metajax.inference.run import load_run, probe_run, write_report
+from metajax.inference.run import load_run, probe_run, read_run, restore_latest, write_report
 
 __all__ = [
     "ProbeReport",
@@ -25,6 +25,8 @@ __all__ = [
     "probe",
     "probe_run",
     "r2_score",
+    "read_run",
+    "restore_latest",
     "score_target",
     "split_tasks",
     "write_report",

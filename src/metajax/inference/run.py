@@ -23,13 +23,8 @@ class LoadedRun(NamedTuple):
     step: int
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """The learner and the latest checkpoint's state of a ``metajax train`` run directory;
-    ConfigError (one line) when it has no run.json or no checkpoint."""
-    import jax
-
-    from metajax.train import INIT_STREAM, CheckpointStore
-
+def read_run(run_dir: str | Path) -> tuple[str, RunArgs, Built]:
+    """The learner name, run options and built learner of a run directory's ``run.json``."""
     run_dir = Path(run_dir)
     metadata_path = run_dir / "run.json"
     if not metadata_path.exists():
@@ -41,16 +36,32 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ConfigError(f"{metadata_path} is damaged: {error}") from None
     run = dataclasses.replace(run, env_options=tuple(run.env_options))
-    built = build(learner_name, run, learner_options)
-    store = CheckpointStore(run_dir, keep=1_000_000)
+    return learner_name, run, build(learner_name, run, learner_options)
+
+
+def restore_latest(run_dir: str | Path, learner) -> tuple[object, int]:
+    """The state of the run's latest checkpoint and its update; ConfigError if none."""
+    import jax
+
+    from metajax.train import INIT_STREAM, CheckpointStore
+
+    store = CheckpointStore(Path(run_dir), keep=1_000_000)
     latest = store.latest_step()
     if latest is None:
         store.close()
         raise ConfigError(f"{run_dir} holds no checkpoint to probe")
-    like = jax.jit(built.learner.init)(jax.random.fold_in(jax.random.key(0), INIT_STREAM))
+    like = jax.jit(learner.init)(jax.random.fold_in(jax.random.key(0), INIT_STREAM))
     state = store.restore(latest, like)
     store.close()
-    return LoadedRun(learner_name, run, built, state, int(latest))
+    return state, int(latest)
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """The learner and the latest checkpoint's state of a ``metajax train`` run directory;
+    ConfigError (one line) when it has no run.json or no checkpoint."""
+    learner_name, run, built = read_run(run_dir)
+    state, step = restore_latest(run_dir, built.learner)
+    return LoadedRun(learner_name, run, built, state, step)
 
 
 def write_report(report: ProbeReport, out_dir: str | Path) -> None:
@@ -73,18 +84,16 @@ def probe_run(
     split) and writes probe.md, probe.json and probe.png into ``out`` (default ``run_dir``)."""
     if tasks < 4:
         raise ConfigError(f"--tasks must be at least 4 (half fit, half scored), got {tasks}")
-    loaded = load_run(run_dir)
-    learner, env, task_dist, _ = loaded.built
-    check_probeable(learner, loaded.run.env)  # before any rollout
-    held_out = task_dist.test_tasks(tasks)
-    env_options = parse_env_options(loaded.run.env_options)
+    _, run, (learner, env, task_dist, _) = read_run(run_dir)
+    check_probeable(learner, run.env)  # before restoring anything
+    state, _ = restore_latest(run_dir, learner)
     report = probe(
         learner,
-        loaded.state,
+        state,
         env,
-        held_out,
-        loaded.run.env,
-        env_options=env_options,
+        task_dist.test_tasks(tasks),
+        run.env,
+        env_options=parse_env_options(run.env_options),
         posterior_options=posterior_options,
         seed=seed,
     )

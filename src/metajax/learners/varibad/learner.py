@@ -20,7 +20,7 @@ import optax
 from metajax import distributed, networks, rollout
 from metajax.envs.core import EnvParams, MetaEnv, TaskDistribution
 from metajax.errors import ConfigError
-from metajax.learners import ppo, rl2
+from metajax.learners import ppo, representation, rl2
 from metajax.learners.base import Learner, Metrics
 from metajax.learners.varibad import buffer as trial_buffer
 from metajax.learners.varibad import vae
@@ -291,4 +291,21 @@ def make_learner(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Learn
         return_metric="trial_return",
         state_partition=state_partition,
         act=partial(act, setup),
+        represent=partial(represent, setup),
+    )
+
+
+def represent(setup: Setup, state: State, key: jax.Array, tasks: EnvParams):
+    """VariBAD's belief (mean, log-variance) over one trial per task: row t is the belief
+    after reading observation t (which carries step t-1's action and reward): steps 0..t-1."""
+    n = jax.tree.leaves(tasks)[0].shape[0]
+    traj, mask = run_trials(setup, state.params, tasks, jax.random.split(key, n))  # [T, n]
+    belief = jnp.concatenate([traj.extras["mean"], traj.extras["logvar"]], axis=-1)
+    return representation.Representation(
+        features=jnp.swapaxes(belief, 0, 1),  # [n, T, 2 L]
+        valid=mask.T,
+        seen=jnp.arange(mask.shape[0]),
+        unit=traj.info["episode_index"].T,
+        transitions=representation.strip_extras(traj),
+        mask=mask,
     )
