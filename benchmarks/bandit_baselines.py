@@ -20,7 +20,6 @@ import math
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 import metajax.envs as envs
@@ -34,6 +33,7 @@ from metajax.baselines import (
 )
 from metajax.baselines.bandits import MAX_BAYES_OPTIMAL_STATES
 from metajax.distributed import device_info
+from metajax.envs.core import tagged_key
 
 # Duan et al. (2016), Table 1 (see /work/shared/ANCHORS.md): (n, k) -> column -> total reward
 ANCHORS = {
@@ -98,7 +98,10 @@ ANCHOR_COLUMN = {
 def run_cell(pulls: int, arms: int, num_tasks: int, seed: int) -> dict:
     """Tunes every baseline on training tasks and evaluates it on the held-out test tasks."""
     _, tasks = envs.make("bernoulli-bandit", arms=arms, num_test_tasks=num_tasks)
-    key_train, key_tune, key_eval = jax.random.split(jax.random.key(seed), 3)
+    key_train, key_tune, key_eval = (
+        tagged_key(f"benchmarks/bandit_baselines/{part}", seed)
+        for part in ("train", "tuning", "eval")
+    )
     train_probs = tasks.sample(key_train, num_tasks).arm_probs
     test_probs = tasks.test_tasks(num_tasks).arm_probs
     rows = []

@@ -27,6 +27,7 @@ import numpy as np
 
 from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
 from metajax import learners, runs
+from metajax.envs.core import tagged_key
 
 # the paper's 2D-navigation setting (the learner's defaults are these already)
 NAV2D = {
@@ -100,8 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         run["seed"] = args.seed
     iterations = args.iterations or run["iterations"]
     env, tasks, learner, config = build(spec)
-    key = jax.random.key(run["seed"])
-    key_init, key_train, key_eval = jax.random.split(key, 3)
+    key_init, key_train, key_eval = (
+        tagged_key(f"benchmarks/maml_nav2d/{part}", run["seed"])
+        for part in ("init", "train", "eval")
+    )
     test_tasks = tasks.test_tasks(run["eval_tasks"])
 
     state = jax.jit(learner.init)(key_init)

@@ -25,6 +25,7 @@ import metajax.envs as envs
 from benchmarks.common import run_metadata
 from metajax.baselines.mdp import MDP_BASELINES, run_mdp_baseline
 from metajax.distributed import device_info
+from metajax.envs.core import tagged_key
 
 # Duan et al. (2016), Table 2 at n = 10 (see /work/shared/ANCHORS.md)
 ANCHORS = {
@@ -36,7 +37,9 @@ EPS_GRID = (0.0, 0.02, 0.05, 0.1, 0.2)
 def run(episodes: int, num_tasks: int, seed: int) -> dict:
     """Evaluates every MDP baseline (eps tuned on training tasks) on the test tasks."""
     env, tasks = envs.make("tabular-mdp", num_test_tasks=num_tasks)
-    key_train, key_tune, key_eval = jax.random.split(jax.random.key(seed), 3)
+    key_train, key_tune, key_eval = (
+        tagged_key(f"benchmarks/mdp_baselines/{part}", seed) for part in ("train", "tuning", "eval")
+    )
     train, test = tasks.sample(key_train, num_tasks), tasks.test_tasks(num_tasks)
     anchors = ANCHORS.get(episodes, {})
     rows = []

@@ -37,6 +37,7 @@ import numpy as np
 
 from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
 from metajax import runs
+from metajax.envs.core import tagged_key
 from metajax.errors import ConfigError
 from metajax.evaluate import evaluate_learner
 from metajax.learners import pearl
@@ -78,7 +79,9 @@ def run_one(
     learner, env, tasks, _ = runs.build("pearl", run_args, dataclasses.asdict(config))
 
     start = time.perf_counter()
-    state = jax.block_until_ready(jax.jit(learner.init)(jax.random.key(seed)))
+    state = jax.block_until_ready(
+        jax.jit(learner.init)(tagged_key("benchmarks/pearl_point_robot/init", seed))
+    )
     init_seconds = time.perf_counter() - start
 
     def train_chunk(state, key):
@@ -141,12 +144,13 @@ def run_one(
             out |= {"oracle": report.oracle, "num_test_tasks": report.num_tasks}
         return out
 
-    curve_key = jax.random.key(seed + 3)
+    curve_key = tagged_key("benchmarks/pearl_point_robot/curve", seed)
+    train_key = tagged_key("benchmarks/pearl_point_robot/train", seed)
     if eval_every:
         add_curve_point(evaluate(jax.random.fold_in(curve_key, 0)))
     while done < iterations and (time_budget is None or seconds < time_budget):
         tic = time.perf_counter()
-        state, metrics = step(state, jax.random.fold_in(jax.random.key(seed + 1), done))
+        state, metrics = step(state, jax.random.fold_in(train_key, done))
         metrics = jax.device_get(metrics)
         seconds += time.perf_counter() - tic
         done += chunk
@@ -165,7 +169,7 @@ def run_one(
             if on_progress is not None:
                 on_progress(figures(None))
 
-    report = evaluate(jax.random.key(seed + 2))
+    report = evaluate(tagged_key("benchmarks/pearl_point_robot/eval", seed))
     if eval_every:
         add_curve_point(report)
     return figures(report)
