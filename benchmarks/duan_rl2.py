@@ -1,18 +1,24 @@
-"""Reproduces Duan et al. (2016): RL² against the classic baselines on bandits and tabular MDPs.
+"""Reproduces Duan et al. (2016): RL² with any memory core against the classic baselines.
 
-Bandit cells (n pulls, k arms): RL² is trained with the metajax trainer, then evaluated on the
-1000 held-out test tasks, beside every classic baseline (constants tuned on training tasks, see
-``benchmarks.bandit_baselines``). Tabular MDPs (10 states, 5 actions, T = 10): RL² over n = 10
-and 25 episodes beside random, PSRL and the task-knowing oracle. The paper's figures sit in the
-same table.
+Bandit cells (n pulls, k arms) and tabular-MDP cells (10 states, 5 actions, T = 10, n episodes):
+RL² is trained with the metajax trainer (``--core`` gru | lstm | transformer | lru | memory, at
+one env-step budget per cell with ``--env-steps``), then evaluated on the held-out test tasks.
+Beside it: our classic baselines (stored in ``results/bandit_baselines.json`` and
+``results/mdp_baselines.json`` by ``benchmarks.bandit_baselines`` / ``benchmarks.mdp_baselines``;
+``--baselines live`` recomputes them, ``none`` skips them) and the paper's figures. With
+``--curve-points P`` the training stops P times (an exact resume) to evaluate held-out return
+against env steps; ``--plot`` draws every stored run's curves, one line per core and cell.
 
-    python -m benchmarks.duan_rl2                      # the CPU sizes
+    python -m benchmarks.duan_rl2                                  # every cell, GRU
+    python -m benchmarks.duan_rl2 --core transformer --cells 100x5 --mdp-episodes --env-steps 5e6
     python -m benchmarks.duan_rl2 --cells 10x5 --mdp-episodes --updates 20   # a smoke run
+    python -m benchmarks.duan_rl2 --plot                           # curves of the stored runs
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -21,8 +27,10 @@ import jax
 import numpy as np
 
 import metajax.envs as envs
+from benchmarks import common
 from benchmarks.bandit_baselines import run_cell
 from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
+from metajax import cores
 from metajax.baselines.mdp import run_mdp_baseline
 from metajax.learners import rl2
 from metajax.train import TrainConfig, train
@@ -34,32 +42,63 @@ PAPER_RL2_BANDIT = {
     (100, 5): 78.7,
     (100, 10): 83.5,
     (100, 50): 84.9,
+    (500, 5): 401.6,
+    (500, 10): 432.5,
+    (500, 50): 438.9,
 }
-PAPER_MDP = {10: {"random": 100.1, "psrl": 138.1, "rl2": 156.2}, 25: {"rl2": 445.7, "opsrl": 425.2}}
+PAPER_MDP = {
+    10: {"random": 100.1, "psrl": 138.1, "opsrl": 144.1, "rl2": 156.2},
+    25: {"random": 250.2, "psrl": 408.8, "opsrl": 425.2, "rl2": 445.7},
+    50: {"random": 499.7, "psrl": 904.4, "opsrl": 930.7, "rl2": 936.1},
+}
+DEFAULT_CELLS = ["10x5", "10x10", "100x5", "100x10", "100x50", "500x5"]
 
 
-def train_rl2(
-    env_name: str, env_options: dict, config: rl2.Config, updates: int, run_dir: Path, seed: int
-):
-    """Trains RL² with the metajax trainer; returns the learner, its state and the run's time."""
+def train_rl2(env_name: str, env_options: dict, config: rl2.Config, updates: int, args, run_dir):
+    """Trains RL² (in ``curve_points`` resumed segments); returns what the cell reports."""
     env, tasks = envs.make(env_name, **env_options)
     learner = rl2.make_learner(config, env, tasks)
-    tic = time.perf_counter()
-    state, history = train(
-        learner,
-        TrainConfig(
-            run_dir=str(run_dir),
-            num_updates=updates,
-            updates_per_chunk=10,
-            checkpoint_every=10_000,  # updates
-            seed=seed,
-            progress=False,
-            tensorboard=False,
-        ),
-        config.num_tasks,
+    evaluate = jax.jit(learner.evaluate)
+    segments = max(1, min(args.curve_points, updates))
+    ends = sorted({round(updates * (i + 1) / segments) for i in range(segments)})
+    curve, seconds, state = [], 0.0, None
+    for i, end in enumerate(ends):
+        tic = time.perf_counter()
+        state, _ = train(
+            learner,
+            TrainConfig(
+                run_dir=str(run_dir),
+                num_updates=end,
+                updates_per_chunk=10,
+                checkpoint_every=10_000,  # updates: one at each segment's end
+                seed=args.seed,
+                resume=i > 0,
+                progress=False,
+                tensorboard=False,
+            ),
+            config.num_tasks,
+        )
+        seconds += time.perf_counter() - tic
+        if args.curve_points:
+            held_out = tasks.test_tasks(min(args.curve_tasks, tasks.num_test_tasks))
+            returns = evaluate(state, jax.random.key(args.seed + 5), held_out)
+            steps = end * learner.env_steps_per_update
+            curve.append({"env_steps": steps, "return": float(returns.sum(axis=1).mean())})
+    returns = evaluate(state, jax.random.key(args.seed + 7), tasks.test_tasks())
+    mean, ci = _mean_ci(returns.sum(axis=1))
+    return (
+        env,
+        tasks,
+        {
+            "core": config.core,
+            "mean": mean,
+            "ci95": ci,
+            "updates": updates,
+            "env_steps": updates * learner.env_steps_per_update,
+            "train_seconds": seconds,
+            "curve": curve,
+        },
     )
-    seconds = time.perf_counter() - tic
-    return learner, state, tasks, env, seconds, updates * learner.env_steps_per_update
 
 
 def _mean_ci(totals) -> tuple[float, float]:
@@ -67,182 +106,265 @@ def _mean_ci(totals) -> tuple[float, float]:
     return float(totals.mean()), float(1.96 * totals.std(ddof=1) / math.sqrt(totals.size))
 
 
+def rl2_config(args, trial_length: int, num_tasks: int, reward_scale: float) -> rl2.Config:
+    """RL²'s config for one cell from the command line's core and PPO options."""
+    return rl2.Config(
+        num_tasks=num_tasks,
+        episodes_per_trial=trial_length,
+        core=args.core,
+        core_size=args.core_size,
+        core_layers=args.core_layers,
+        core_heads=args.core_heads,
+        core_window=args.core_window,
+        learning_rate=args.learning_rate,
+        gae_lambda=args.gae_lambda,
+        ent_coef=args.ent_coef,
+        reward_scale=reward_scale,
+    )
+
+
+def num_updates(args, default: int, num_tasks: int, steps_per_trial: int) -> int:
+    """``--env-steps`` turned into updates (so every core gets the same budget), else default."""
+    if args.env_steps is None:
+        return default
+    return max(1, round(args.env_steps / (num_tasks * steps_per_trial)))
+
+
+def stored_baselines(kind: str, key: str, value: int, arms: int | None = None) -> list[dict]:
+    """The rows our baselines benchmark stored for a cell ([] when it has not run that cell)."""
+    path = common.RESULTS / f"{kind}_baselines.json"
+    if not path.exists():
+        return []
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell[key] == value and (arms is None or cell["arms"] == arms):
+            return [r for r in cell["rows"] if not r["baseline"].startswith("oracle")]
+    return []
+
+
 def bandit_cell(pulls: int, arms: int, args, work: Path) -> dict:
     """RL² and the baselines on one (n, k) cell."""
-    config = rl2.Config(
-        num_tasks=args.num_tasks if pulls <= 10 else args.num_tasks_long,
-        episodes_per_trial=pulls,
-        core_size=args.core_size,
-    )
-    updates = args.updates if pulls <= 10 else args.updates_long
-    learner, state, tasks, _, seconds, steps = train_rl2(
-        "bernoulli-bandit",
-        {"arms": arms, "num_test_tasks": args.test_tasks},
-        config,
-        updates,
-        work / f"bandit_{pulls}x{arms}",
-        args.seed,
-    )
-    returns = jax.jit(learner.evaluate)(state, jax.random.key(args.seed + 7), tasks.test_tasks())
-    rl2_mean, rl2_ci = _mean_ci(returns.sum(axis=1))
-    baselines = run_cell(pulls, arms, args.test_tasks, args.seed)
-    best = max(baselines["rows"], key=lambda r: r["mean"])
-    gap = (best["mean"] - rl2_mean) / best["mean"]
+    num_tasks = args.num_tasks if pulls <= 10 else args.num_tasks_long
+    default = args.updates if pulls <= 10 else args.updates_long
+    updates = num_updates(args, default, num_tasks, pulls)
+    config = rl2_config(args, pulls, num_tasks, args.reward_scale)
+    env_options = {"arms": arms, "num_test_tasks": args.test_tasks}
+    run_dir = work / f"bandit_{pulls}x{arms}"
+    _, _, ours = train_rl2("bernoulli-bandit", env_options, config, updates, args, run_dir)
+    ours["paper"] = PAPER_RL2_BANDIT.get((pulls, arms))
+    if args.baselines == "live":
+        baselines = run_cell(pulls, arms, args.test_tasks, args.seed)["rows"]
+    else:
+        stored = stored_baselines("bandit", "pulls", pulls, arms)
+        baselines = stored if args.baselines == "stored" else []
+    best = max(baselines, key=lambda r: r["mean"]) if baselines else None
+    gap = (best["mean"] - ours["mean"]) / best["mean"] if best else None
     print(
-        f"n={pulls} k={arms}: RL² {rl2_mean:.2f} ± {rl2_ci:.2f} vs best baseline "
-        f"{best['baseline']} {best['mean']:.2f} (gap {gap:+.1%}); {seconds:.0f} s",
+        f"n={pulls} k={arms}: RL² {args.core} {ours['mean']:.2f} ± {ours['ci95']:.2f}"
+        + (f" vs {best['baseline']} {best['mean']:.2f} (gap {gap:+.1%})" if best else "")
+        + f"; {ours['train_seconds']:.0f} s",
         flush=True,
     )
     return {
         "pulls": pulls,
         "arms": arms,
-        "rl2": {
-            "mean": rl2_mean,
-            "ci95": rl2_ci,
-            "paper": PAPER_RL2_BANDIT.get((pulls, arms)),
-            "updates": updates,
-            "env_steps": steps,
-            "train_seconds": seconds,
-        },
-        "baselines": baselines["rows"],
-        "best_baseline": best["baseline"],
+        "rl2": ours,
+        "baselines": baselines,
+        "best_baseline": best["baseline"] if best else None,
         "gap_to_best": gap,
     }
 
 
 def mdp_cell(episodes: int, args, work: Path) -> dict:
-    """RL², random, PSRL and the oracle on tabular MDPs with ``episodes`` episodes per trial."""
-    config = rl2.Config(
-        num_tasks=args.num_tasks_long,
-        episodes_per_trial=episodes,
-        core_size=args.core_size,
-        reward_scale=args.mdp_reward_scale,
-    )
-    learner, state, tasks, env, seconds, steps = train_rl2(
-        "tabular-mdp",
-        {"num_test_tasks": args.test_tasks},
-        config,
-        args.updates_mdp,
-        work / f"mdp_{episodes}",
-        args.seed,
-    )
-    test = tasks.test_tasks()
-    returns = jax.jit(learner.evaluate)(state, jax.random.key(args.seed + 7), test)
-    rows = {"rl2": _mean_ci(returns.sum(axis=1))}
-    key = jax.random.key(args.seed + 11)
-    for name in ("random", "psrl"):
-        run = jax.jit(run_mdp_baseline, static_argnums=(0, 1, 3))
-        rows[name] = _mean_ci(run(name, env, test, episodes, key))
-    rows["oracle"] = _mean_ci(episodes * env.oracle_episode_return(test))
+    """RL² beside the MDP baselines with ``episodes`` episodes (T = 10) per trial."""
+    updates = num_updates(args, args.updates_mdp, args.num_tasks_long, 10 * episodes)
+    config = rl2_config(args, episodes, args.num_tasks_long, args.mdp_reward_scale)
+    env_options = {"num_test_tasks": args.test_tasks}
+    run_dir = work / f"mdp_{episodes}"
+    env, tasks, ours = train_rl2("tabular-mdp", env_options, config, updates, args, run_dir)
+    rows = {}
+    if args.baselines == "stored":
+        rows = {r["baseline"]: r for r in stored_baselines("mdp", "episodes", episodes)}
+    elif args.baselines == "live":
+        test, key = tasks.test_tasks(), jax.random.key(args.seed + 11)
+        for name in ("random", "psrl"):
+            run = jax.jit(run_mdp_baseline, static_argnums=(0, 1, 3))
+            mean, ci = _mean_ci(run(name, env, test, episodes, key))
+            rows[name] = {"baseline": name, "mean": mean, "ci95": ci}
     print(
-        f"MDP n={episodes}: "
-        + ", ".join(f"{k} {v[0]:.1f}" for k, v in rows.items())
-        + f"; {seconds:.0f} s",
+        f"MDP n={episodes}: RL² {args.core} {ours['mean']:.1f}; "
+        + ", ".join(f"{k} {v['mean']:.1f}" for k, v in rows.items())
+        + f"; {ours['train_seconds']:.0f} s",
         flush=True,
     )
     return {
         "episodes": episodes,
-        "rows": {k: {"mean": m, "ci95": c} for k, (m, c) in rows.items()},
+        "rl2": ours,
+        "baselines": list(rows.values()),
         "paper": PAPER_MDP.get(episodes, {}),
-        "rl2_updates": args.updates_mdp,
-        "rl2_env_steps": steps,
-        "train_seconds": seconds,
     }
 
 
+def _pick(rows: list[dict], name: str, digits: int) -> str:
+    found = [r for r in rows if r["baseline"] == name]
+    return f"{found[0]['mean']:.{digits}f}" if found else "-"
+
+
 def markdown(payload: dict) -> str:
+    """The bandit and MDP tables of one run (one core)."""
+    c = payload["config"]
     lines = [
-        "# RL² vs classic baselines (Duan et al. 2016 reproduction)",
+        f"# RL² ({c['core']}) vs classic baselines (Duan et al. 2016 reproduction)",
         "",
         metadata_markdown(payload["meta"]),
-        f"RL²: GRU {payload['config']['core_size']}, {payload['config']['num_tasks']} "
-        f"tasks per update for n = 10 bandits, {payload['config']['num_tasks_long']} for "
-        f"longer trials, PPO; evaluated on {payload['config']['test_tasks']} held-out "
-        "tasks; ± is a 95% interval over tasks.",
+        f"RL²: core {c['core']} width {c['core_size']} ({c['core_layers']} layer(s)), "
+        f"{c['num_tasks']} tasks per update for n = 10 bandits, {c['num_tasks_long']} for longer "
+        f"trials, PPO (lr {c['learning_rate']}, GAE lambda {c['gae_lambda']}, entropy "
+        f"{c['ent_coef']}); evaluated on {c['test_tasks']} held-out tasks; ± is a 95% interval "
+        f"over tasks. Baselines: {c['baselines']} (stored = results/*_baselines.json; '-' = that "
+        "file has no such cell).",
         "",
     ]
     if payload["bandits"]:
         lines += [
             "## Bernoulli bandits: total reward per trial",
             "",
-            "| n, k | RL² (ours) | RL² (paper) | best baseline (ours) | gap | Gittins | "
-            "UCB1 | TS | random | RL² env steps | train s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| n, k | core | RL² (ours) | RL² (paper) | best classic (ours) | gap | Gittins | "
+            "UCB1 | TS | OTS | greedy | random | env steps | train s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for cell in payload["bandits"]:
-            by_name = {r["baseline"]: r for r in cell["baselines"]}
-            pick = lambda name, rows=by_name: f"{rows[name]['mean']:.2f}" if name in rows else "-"
-            best = by_name[cell["best_baseline"]]
-            r = cell["rl2"]
+            rows, r = cell["baselines"], cell["rl2"]
+            best = "-"
+            if cell["best_baseline"]:
+                best = f"{cell['best_baseline']} {_pick(rows, cell['best_baseline'], 2)}"
+            gap = "-" if cell["gap_to_best"] is None else f"{-cell['gap_to_best']:+.1%}"
+            named = " | ".join(
+                _pick(rows, n, 2)
+                for n in ("gittins", "ucb1", "thompson", "optimistic-thompson", "greedy", "random")
+            )
             lines.append(
-                f"| {cell['pulls']}, {cell['arms']} | {r['mean']:.2f} ± {r['ci95']:.2f} | "
-                f"{r['paper']} | {best['baseline']} {best['mean']:.2f} | "
-                f"{-cell['gap_to_best']:+.1%} | {pick('gittins')} | {pick('ucb1')} | "
-                f"{pick('thompson')} | {pick('random')} | {r['env_steps']:.2g} | "
-                f"{r['train_seconds']:.0f} |"
+                f"| {cell['pulls']}, {cell['arms']} | {r['core']} | {r['mean']:.2f} ± "
+                f"{r['ci95']:.2f} | {r['paper'] or '-'} | {best} | {gap} | {named} | "
+                f"{r['env_steps']:.3g} | {r['train_seconds']:.0f} |"
             )
         lines.append("")
     if payload["mdps"]:
         lines += [
             "## Tabular MDPs (10 states, 5 actions, T = 10): total reward per trial",
             "",
-            "| n | RL² (ours) | RL² (paper) | PSRL (ours) | PSRL (paper) | random | oracle | "
-            "RL² env steps |",
-            "|---|---|---|---|---|---|---|---|",
+            "| n | core | RL² (ours) | RL² (paper) | greedy (ours) | PSRL (ours) | PSRL (paper) "
+            "| OPSRL (paper) | random | env steps | train s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for cell in payload["mdps"]:
-            rows, paper = cell["rows"], cell["paper"]
-            fmt = lambda k, rows=rows: f"{rows[k]['mean']:.1f} ± {rows[k]['ci95']:.1f}"
+            rows, paper, r = cell["baselines"], cell["paper"], cell["rl2"]
             lines.append(
-                f"| {cell['episodes']} | {fmt('rl2')} | {paper.get('rl2', '-')} | "
-                f"{fmt('psrl')} | {paper.get('psrl', '-')} | {fmt('random')} | "
-                f"{fmt('oracle')} | {cell['rl2_env_steps']:.2g} |"
+                f"| {cell['episodes']} | {r['core']} | {r['mean']:.1f} ± {r['ci95']:.1f} | "
+                f"{paper.get('rl2', '-')} | {_pick(rows, 'greedy', 1)} | {_pick(rows, 'psrl', 1)} "
+                f"| {paper.get('psrl', '-')} | {paper.get('opsrl', '-')} | "
+                f"{_pick(rows, 'random', 1)} | {r['env_steps']:.3g} | {r['train_seconds']:.0f} |"
             )
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> dict:
+def plot_curves(paths: list[Path], out: Path) -> Path | None:
+    """Held-out return vs env steps, one panel per cell and one line per core, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[str, dict[str, list]] = {}  # cell -> core -> curve
+    for path in paths:
+        payload = json.loads(path.read_text())
+        for cell in payload.get("bandits", []) + payload.get("mdps", []):
+            name = (
+                f"bandit n={cell['pulls']}, k={cell['arms']}"
+                if "pulls" in cell
+                else f"MDP n={cell['episodes']}"
+            )
+            if isinstance(cell.get("rl2"), dict) and cell["rl2"].get("curve"):
+                lines.setdefault(name, {})[cell["rl2"]["core"]] = cell["rl2"]["curve"]
+    if not lines:
+        return None
+    fig, axes = plt.subplots(1, len(lines), figsize=(4.5 * len(lines), 3.5), squeeze=False)
+    for ax, (name, by_core) in zip(axes[0], sorted(lines.items()), strict=True):
+        for core, curve in sorted(by_core.items()):
+            ax.plot([p["env_steps"] for p in curve], [p["return"] for p in curve], label=core)
+        ax.set_title(name)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("held-out trial return")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", nargs="*", default=["10x5", "10x10", "100x5", "100x10"])
-    parser.add_argument("--mdp-episodes", type=int, nargs="*", default=[10, 25])
+    parser.add_argument("--cells", nargs="*", default=DEFAULT_CELLS, help="bandit NxK cells")
+    parser.add_argument("--mdp-episodes", type=int, nargs="*", default=[10, 25, 50])
+    parser.add_argument("--core", choices=cores.names(), default="gru")
+    parser.add_argument("--core-size", type=int, default=128)
+    parser.add_argument("--core-layers", type=int, default=1)
+    parser.add_argument("--core-heads", type=int, default=4)
+    parser.add_argument("--core-window", type=int, default=None)
+    parser.add_argument("--env-steps", type=float, default=None, help="budget per cell")
     parser.add_argument("--updates", type=int, default=300, help="RL² updates, n = 10 cells")
-    parser.add_argument("--updates-long", type=int, default=300, help="RL² updates, n = 100")
+    parser.add_argument("--updates-long", type=int, default=300, help="RL² updates, n >= 100")
     parser.add_argument("--updates-mdp", type=int, default=300, help="RL² updates, MDPs")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--gae-lambda", type=float, default=0.95)
+    parser.add_argument("--ent-coef", type=float, default=0.01)
+    parser.add_argument("--reward-scale", type=float, default=1.0, help="bandits")
     parser.add_argument(
         "--mdp-reward-scale",
         type=float,
         default=0.05,
         help="RL² reward scale on MDPs (unscaled returns near 100 swamp the policy gradient)",
     )
-    parser.add_argument(
-        "--num-tasks-long",
-        type=int,
-        default=256,
-        help="tasks per update for long trials (n = 100 bandits, MDPs)",
-    )
+    parser.add_argument("--num-tasks-long", type=int, default=256, help="n >= 100, MDPs")
     parser.add_argument("--num-tasks", type=int, default=512)
-    parser.add_argument("--core-size", type=int, default=128)
     parser.add_argument("--test-tasks", type=int, default=1000)
+    parser.add_argument("--baselines", choices=["stored", "live", "none"], default="stored")
+    parser.add_argument("--curve-points", type=int, default=0, help="held-out evals in training")
+    parser.add_argument("--curve-tasks", type=int, default=200)
+    parser.add_argument("--plot", action="store_true", help="only plot the stored runs' curves")
+    parser.add_argument("--stem", default=None, help="default duan_rl2[_CORE]_<device>")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, default=Path("runs/duan_rl2"))
-    args = parser.parse_args(argv)
-    if args.work_dir.exists():
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Runs every requested cell (results written after each) or plots the stored curves."""
+    args = parse_args(argv)
+    slug = device_slug()
+    if args.plot:
+        paths = sorted(common.RESULTS.glob(f"duan_rl2*_{slug}.json"))
+        out = plot_curves(paths, common.RESULTS / f"duan_rl2_curves_{slug}.png")
+        print(out or "no stored run has curves (train with --curve-points)")
+        return {"plot": str(out) if out else None}
+    work = args.work_dir / args.core
+    if work.exists():
         import shutil
 
-        shutil.rmtree(args.work_dir)  # the benchmark's own scratch runs, never user runs
+        shutil.rmtree(work)  # the benchmark's own scratch runs, never user runs
     payload = {
         "meta": run_metadata(),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "bandits": [],
         "mdps": [],
     }
-    stem = f"duan_rl2_{device_slug()}"
+    stem = args.stem or ("duan_rl2_" + ("" if args.core == "gru" else f"{args.core}_") + slug)
     for cell in args.cells:  # results are written after every cell, so a cut run keeps them
         pulls, arms = (int(x) for x in cell.split("x"))
-        payload["bandits"].append(bandit_cell(pulls, arms, args, args.work_dir))
+        payload["bandits"].append(bandit_cell(pulls, arms, args, work))
         write_results(stem, payload, markdown(payload))
     for episodes in args.mdp_episodes:
-        payload["mdps"].append(mdp_cell(episodes, args, args.work_dir))
+        payload["mdps"].append(mdp_cell(episodes, args, work))
         write_results(stem, payload, markdown(payload))
     print(markdown(payload))
     return payload

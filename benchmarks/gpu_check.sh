@@ -9,6 +9,8 @@
 #   SIZE=tiny bash benchmarks/gpu_check.sh  # the same steps at CPU-smoke sizes (rehearsal)
 #   ONLY="maml_nav2d env_throughput" bash benchmarks/gpu_check.sh   # some steps only
 #   ONLY=pearl_curve BUDGET=570 bash benchmarks/gpu_check.sh   # PEARL cheetah-vel learning curve
+#   ONLY="core_throughput duan_long_gru duan_long_transformer duan_long_lru" \
+#       bash benchmarks/gpu_check.sh   # memory cores: speed, Duan's n=500 and MDP n=50 cells
 #
 # On a machine without metajax's dependencies, put their wheels (and metajax's own) in .whl/:
 # they are installed to /tmp/site first.
@@ -97,6 +99,9 @@ if [ "$SIZE" = tiny ]; then  # the same configs, shrunk
     ENVS="bernoulli-bandit nav2d cheetah-vel --batch 256 --brax-batch 4 --num-steps 10 --max-tasks 64 --brax-max-tasks 16 --brax-scale-factor 16 --repeats 1"
     PEARL_ITERS=1
     CURVE="--iterations 2 --eval-every 1"
+    CORES="--lengths 3 --phase-lengths 3 --tasks 4 --width 8 --updates 1 --minibatches 1 --epochs 1 --stem core_throughput_tiny_$SLUG"
+    DUAN="--cells 5x2 --mdp-episodes 2 --num-tasks 4 --num-tasks-long 4 --env-steps 40 --core-size 8 --test-tasks 10 --curve-points 2 --curve-tasks 5 --baselines none"
+    DUAN_STEM=duan_rl2_long_tiny
 else
     RL2="--tasks 1024 4096 16384 65536 --updates 3 --repeats 2 --raw-steps 200"
     MAML="--iterations 20 --time-budget 30"
@@ -105,6 +110,10 @@ else
     PEARL_ITERS=3
     # the curve's training stops 90 s before its step cap: compile, init and evaluations
     CURVE="--iterations 500 --eval-every 10 --time-budget $((${CURVE_SECONDS:-480} - 90))"
+    CORES="--lengths 100 10 500 --tasks 1024 --width 128 --updates 2 --repeats 2 --stem core_throughput_$SLUG"
+    # Duan's long cells at one env-step budget per core (2e7: ~40 updates of 1024 500-step trials)
+    DUAN="--cells 500x5 --mdp-episodes 50 --num-tasks-long 1024 --env-steps ${DUAN_STEPS:-2e7} --curve-points 4"
+    DUAN_STEM=duan_rl2_long
 fi
 
 # shellcheck disable=SC2086  # the size flags are word lists
@@ -123,6 +132,14 @@ fi
     # return on held-out tasks against env steps (the paper's Fig. 3 axis), saved at every point
     step pearl_curve "${CURVE_SECONDS:-480}" $PY -m benchmarks.pearl_point_robot --chunk 1 \
         $CURVE --configs "$PEARL_CONFIG" --stem "pearl_cheetah_vel_curve_$SLUG"
+    # memory cores (issue 14): train env-steps/s and compile time per core and trial length
+    step core_throughput 150 $PY -m benchmarks.core_throughput $CORES
+    # Duan's n = 500 (k = 5) bandit and MDP n = 50 cells, one step per core, then the curves
+    for core in ${DUAN_CORES:-gru transformer lru}; do
+        step "duan_long_$core" "${DUAN_SECONDS:-200}" $PY -m benchmarks.duan_rl2 $DUAN \
+            --core "$core" --stem "${DUAN_STEM}_${core}_$SLUG" --work-dir "/tmp/duan_rl2_$core"
+    done
+    step duan_long_plot 30 $PY -m benchmarks.duan_rl2 --plot
 }
 
 find benchmarks/results -type f -newer "$STAMP" -print | tee -a "$LOG"

@@ -34,6 +34,7 @@ SUITES: dict[str, list[tuple[str, list[str]]]] = {
         ("bandit_baselines", ["--cells", "10x5", "10x10", "100x5", "--num-tasks", "1000"]),
         ("mdp_baselines", ["--episodes", "10", "--num-tasks", "1000"]),
         ("rl2_throughput", ["--tasks", "64", "256", "1024", "--updates", "2"]),
+        ("core_throughput", ["--lengths", "100", "--tasks", "32"]),
         ("duan_rl2", ["--cells", "10x5", "--mdp-episodes", "10"]),
         ("pearl_point_robot", ["--eval-every", "50"]),
         ("maml_nav2d", ["--time-budget", "480"]),
@@ -56,6 +57,12 @@ SUITES: dict[str, list[tuple[str, list[str]]]] = {
         ("mdp_baselines", ["--episodes", "10", "25", "50"]),
         ("rl2_throughput", ["--tasks", "256", "1024", "4096", "16384", "65536"]),
         ("duan_rl2", ["--num-tasks", "2048"]),
+        ("duan_rl2", ["--num-tasks", "2048", "--core", "transformer", "--curve-points", "5"]),
+        ("duan_rl2", ["--num-tasks", "2048", "--core", "lru", "--curve-points", "5"]),
+        (
+            "core_throughput",
+            ["--lengths", "10", "100", "500", "--tasks", "1024", "--width", "128"],
+        ),
         (
             "pearl_point_robot",
             ["--configs", str(CONFIGS / "pearl_cheetah_vel.toml"), "--eval-every", "10"],

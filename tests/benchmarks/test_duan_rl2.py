@@ -1,0 +1,41 @@
+"""benchmarks.duan_rl2: any core at tiny sizes, stored baselines, curves and their plot."""
+
+import json
+
+from benchmarks import common, duan_rl2
+
+
+def test_stored_baselines_are_read_per_cell():
+    rows = duan_rl2.stored_baselines("bandit", "pulls", 10, 5)
+    assert "gittins" in {r["baseline"] for r in rows}
+    assert duan_rl2.stored_baselines("bandit", "pulls", 10, 7) == []  # a cell never run
+
+
+def test_a_tiny_run_with_curves_then_the_plot(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    payload = duan_rl2.main(
+        [
+            "--cells", "3x2",
+            "--mdp-episodes", "2",
+            "--core", "lru",
+            "--core-size", "8",
+            "--num-tasks", "4",
+            "--num-tasks-long", "4",
+            "--env-steps", "24",
+            "--test-tasks", "10",
+            "--curve-points", "2",
+            "--curve-tasks", "5",
+            "--baselines", "none",
+            "--work-dir", str(tmp_path / "work"),
+        ]
+    )  # fmt: skip
+    (bandit,) = payload["bandits"]
+    assert bandit["rl2"]["core"] == "lru" and bandit["rl2"]["updates"] == 2  # 24 / (4 x 3)
+    assert [p["env_steps"] for p in bandit["rl2"]["curve"]] == [12, 24]
+    (mdp,) = payload["mdps"]
+    assert mdp["rl2"]["updates"] == 1 and mdp["paper"] == {}
+    saved = json.loads((tmp_path / "duan_rl2_lru_cpu.json").read_text())
+    assert saved["config"]["core"] == "lru"
+    assert "| 3, 2 | lru |" in (tmp_path / "duan_rl2_lru_cpu.md").read_text()
+    assert duan_rl2.main(["--plot"])["plot"] == str(tmp_path / "duan_rl2_curves_cpu.png")
+    assert (tmp_path / "duan_rl2_curves_cpu.png").stat().st_size > 1000
