@@ -1,11 +1,11 @@
-"""RL², MAML and PEARL on one task distribution with the same env-step budget, side by side.
+"""RL², MAML, PEARL and VariBAD on one task distribution with the same env-step budget, side by side.
 
 Each registered learner among ``--learners`` is built with the size preset below (``--size``),
 given ``num_updates = (budget - steps spent at init) // env_steps_per_update`` updates (at
 least one), trained through ``metajax.train.train`` (the path of ``metajax train``) and
 evaluated with ``evaluate_splits`` on the env's held-out tasks (and its out-of-distribution
 split if it has one). Reported per learner: Performance(K) (return after each adaptation unit:
-episode k for RL² and PEARL, k inner gradient steps for MAML), its 0-/1-/few-shot summary and
+episode k for RL², PEARL and VariBAD, k inner gradient steps for MAML), its 0-/1-/few-shot summary and
 normalized score (random 0, oracle 1), env steps used, training wall-clock (first chunk, which
 includes compilation, apart) and env-steps/s. A learner that is not registered is skipped
 with a message.
@@ -43,6 +43,9 @@ PRESETS: dict[str, dict[str, dict]] = {
                       batch_size=16, context_batch_size=16, gradient_steps=5, collect_tasks=2,
                       initial_steps=40, prior_steps=20, posterior_steps=20, rl_capacity=2000,
                       eval_episodes=4),
+        "varibad": dict(num_tasks=16, episodes_per_trial=4, encoder_hidden_size=16,
+                        hidden_sizes=(16,), vae_buffer_trials=64, vae_batch_trials=8,
+                        vae_updates=1, num_minibatches=2, update_epochs=1),
     },
     "cpu": {
         "rl2": dict(num_tasks=64, episodes_per_trial=4, core_size=64, hidden_sizes=(64,),
@@ -53,6 +56,9 @@ PRESETS: dict[str, dict[str, dict]] = {
                       batch_size=64, context_batch_size=64, gradient_steps=100, collect_tasks=4,
                       initial_steps=200, prior_steps=100, posterior_steps=100,
                       rl_capacity=20000, eval_episodes=4),
+        "varibad": dict(num_tasks=64, episodes_per_trial=4, encoder_hidden_size=64,
+                        hidden_sizes=(64, 64), vae_buffer_trials=1024, vae_batch_trials=16,
+                        vae_updates=3, num_minibatches=4, update_epochs=2),
     },
     "gpu": {
         "rl2": dict(num_tasks=2048, episodes_per_trial=4, core_size=256, hidden_sizes=(256,),
@@ -64,6 +70,9 @@ PRESETS: dict[str, dict[str, dict]] = {
                       context_batch_size=100, gradient_steps=1000, collect_tasks=5,
                       initial_steps=400, prior_steps=400, posterior_steps=400,
                       rl_capacity=100000, eval_episodes=4),
+        "varibad": dict(num_tasks=2048, episodes_per_trial=4, vae_buffer_trials=16384,
+                        vae_batch_trials=64, vae_updates=3, num_minibatches=8,
+                        update_epochs=2),
     },
 }  # fmt: skip
 DEFAULT_BUDGET = {"quick": 20_000, "cpu": 300_000, "gpu": 20_000_000}
@@ -127,7 +136,7 @@ def _fmt(value: float | None, digits: str = ".3f") -> str:
 def markdown(payload: dict) -> str:
     """The results as markdown: a summary row per learner, then each Performance(K)."""
     lines = [
-        "# RL², MAML and PEARL with the same env-step budget",
+        "# RL², MAML, PEARL and VariBAD with the same env-step budget",
         "",
         metadata_markdown(payload["meta"]),
         f"- env `{payload['env']}` {payload['env_options'] or ''}; budget "
@@ -160,7 +169,7 @@ def markdown(payload: dict) -> str:
     lines += [
         "",
         "Cells: return mean ± 95% CI over held-out tasks. A shot is one adaptation unit of "
-        "experience on the task: episodes for RL² and PEARL, inner gradient steps (each on "
+        "experience on the task: episodes for RL², PEARL and VariBAD, inner gradient steps (each on "
         "fresh trajectories) for MAML. env steps include PEARL's initial collection; train s "
         "excludes evaluation.",
     ]
@@ -196,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--size", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--env", default="point-robot-dense")
     parser.add_argument("--env-options", nargs="*", default=["num_test_tasks=100"])
-    parser.add_argument("--learners", nargs="+", default=["rl2", "maml", "pearl"])
+    parser.add_argument("--learners", nargs="+", default=["rl2", "maml", "pearl", "varibad"])
     parser.add_argument("--budget", type=float, help="env steps per learner (default: size's)")
     parser.add_argument("--eval-tasks", type=int, help="held-out tasks (default: size's)")
     parser.add_argument("--chunks", type=int, default=5, help="jitted chunks per training run")

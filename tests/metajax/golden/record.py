@@ -48,6 +48,23 @@ _RL2_TINY = dict(
     update_epochs=2,
     episodes_per_trial=4,
 )
+_VARIBAD_TINY = dict(
+    num_tasks=8,
+    episodes_per_trial=2,
+    latent_size=3,
+    encoder_hidden_size=8,
+    state_embed_size=4,
+    action_embed_size=4,
+    reward_embed_size=4,
+    reward_decoder_sizes=(8,),
+    policy_state_embed=8,
+    policy_latent_embed=8,
+    hidden_sizes=(8,),
+    vae_buffer_trials=16,
+    vae_batch_trials=4,
+    vae_updates=2,
+    num_minibatches=2,
+)
 
 # name -> (learner, env, env options, learner options)
 CASES: dict[str, tuple[str, str, dict, dict]] = {
@@ -63,6 +80,7 @@ CASES: dict[str, tuple[str, str, dict, dict]] = {
     "promp-nav2d": ("promp", "nav2d", {"horizon": 5}, _MAML_TINY),
     "emaml-nav2d": ("emaml", "nav2d", {"horizon": 5}, _MAML_TINY),
     "pearl-point-robot": ("pearl", "point-robot-dense", {}, _PEARL_TINY),
+    "varibad-point-robot": ("varibad", "point-robot-dense", {}, _VARIBAD_TINY),
     "sac-point-robot": (
         "sac",
         "point-robot-dense",

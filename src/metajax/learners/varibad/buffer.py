@@ -40,22 +40,21 @@ def trial_batch(traj: Transition, mask: jax.Array) -> TrialBatch:
 def add(buffer: TrialBuffer, trials: TrialBatch, count: jax.Array, depth: int) -> TrialBuffer:
     """Writes this shard's trials (time-major [T, B_local]) at depth ``count % depth``."""
     position = count % depth
-    return TrialBuffer(
-        *(slots.at[:, position].set(jnp.swapaxes(x, 0, 1)) for slots, x in zip(buffer, trials))
-    )
+    pairs = zip(buffer, trials, strict=True)
+    return TrialBuffer(*(slots.at[:, position].set(jnp.swapaxes(x, 0, 1)) for slots, x in pairs))
 
 
 def sample(
     setup: Setup, buffer: TrialBuffer, count: jax.Array, key: jax.Array, axis_name: str | None
-) -> TrialBatch:
-    """This shard's share of ``vae_batch_trials`` stored trials, time-major; ``count`` updates
-    have been written."""
+) -> tuple[TrialBatch, jax.Array]:
+    """This shard's share of ``vae_batch_trials`` stored trials, time-major, and one key per
+    trial for its ELBO noise; ``count`` updates have been written."""
     config = setup.config
     total = config.vae_batch_trials
-    key_slots, key_depth = jax.random.split(key)
+    key_slots, key_depth, key_loss = jax.random.split(key, 3)
     slots = stratified_tasks(jax.random.split(key_slots, total), config.num_tasks)
-    slots, depth_keys = distributed.local_slice(
-        (slots, jax.random.split(key_depth, total)), axis_name
+    slots, depth_keys, loss_keys = distributed.local_slice(
+        (slots, jax.random.split(key_depth, total), jax.random.split(key_loss, total)), axis_name
     )
     if axis_name is not None:
         shard = jax.lax.axis_index(axis_name)
@@ -63,4 +62,4 @@ def sample(
     filled = jnp.minimum(count, setup.depth)
     depths = jax.vmap(lambda k: jax.random.randint(k, (), 0, filled))(depth_keys)
     picked = jax.tree.map(lambda x: x[slots, depths], buffer)  # [b, T (+ 1), ...]
-    return TrialBatch(*(jnp.swapaxes(x, 0, 1) for x in picked))
+    return TrialBatch(*(jnp.swapaxes(x, 0, 1) for x in picked)), loss_keys

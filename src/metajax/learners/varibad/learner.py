@@ -188,10 +188,9 @@ def ppo_update(setup: Setup, state: State, data: Minibatch, key: jax.Array, axis
 def vae_step(setup: Setup, buffer, count, axis_name, carry, key: jax.Array):
     """One ELBO gradient step on a batch of buffered trials (a ``lax.scan`` body)."""
     params, opt_state = carry
-    key_batch, key_loss = jax.random.split(key)
-    batch = trial_buffer.sample(setup, buffer, count, key_batch, axis_name)
+    batch, loss_keys = trial_buffer.sample(setup, buffer, count, key, axis_name)
     grad_fn = jax.grad(partial(vae.elbo_loss, setup), has_aux=True)
-    grads, info = grad_fn(params, batch, key_loss)
+    grads, info = grad_fn(params, batch, loss_keys)
     grads, info = distributed.pmean((grads, info), axis_name)
     updates, opt_state = setup.vae_optimizer.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), info

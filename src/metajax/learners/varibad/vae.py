@@ -21,6 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from metajax import rollout
 from metajax.learners.varibad.config import Setup
 
 
@@ -116,21 +117,24 @@ def reconstruction_loss(prediction: jax.Array, target: jax.Array, kind: str) -> 
     return jnp.mean(nll, axis=-1)
 
 
-def term_indices(setup: Setup, key: jax.Array, steps: int, batch: int):
+def term_indices(setup: Setup, keys: jax.Array, steps: int):
     """Which ELBO terms [E, B] (of T + 1) and which decoded steps [E, D, B] (of T) enter the
-    loss: all of them, or random subsets (``vae_subsample_elbos`` / ``_decodes``)."""
+    loss: all of them, or random subsets (``vae_subsample_elbos`` / ``_decodes``) drawn with
+    each trial's key (``keys`` [B]), so a shard's trials draw what they draw in the full batch."""
     config = setup.config
-    key_elbo, key_decode = jax.random.split(key)
+    batch = keys.shape[0]
     if config.vae_subsample_elbos is None:
         elbos = jnp.broadcast_to(jnp.arange(steps + 1)[:, None], (steps + 1, batch))
     else:
-        elbos = jax.random.randint(key_elbo, (config.vae_subsample_elbos, batch), 0, steps + 1)
+        draw = lambda k: jax.random.randint(k, (config.vae_subsample_elbos,), 0, steps + 1)
+        elbos = jax.vmap(draw, out_axes=1)(rollout.fold_in_each(keys, 1))
     num_elbos = elbos.shape[0]
     if config.vae_subsample_decodes is None:
         decodes = jnp.broadcast_to(jnp.arange(steps)[None, :, None], (num_elbos, steps, batch))
     else:
-        shape = (num_elbos, config.vae_subsample_decodes, batch)
-        decodes = jax.random.randint(key_decode, shape, 0, steps)
+        shape = (num_elbos, config.vae_subsample_decodes)
+        draw = lambda k: jax.random.randint(k, shape, 0, steps)
+        decodes = jax.vmap(draw, out_axes=2)(rollout.fold_in_each(keys, 2))
     return elbos, decodes
 
 
@@ -140,11 +144,11 @@ def _gather(x: jax.Array, index: jax.Array) -> jax.Array:
     return x[index, columns]
 
 
-def decoder_terms(setup: Setup, params, batch: TrialBatch, z: jax.Array, key: jax.Array):
+def decoder_terms(setup: Setup, params, batch: TrialBatch, z: jax.Array, keys: jax.Array):
     """Summed reconstruction losses of the chosen (posterior, step) pairs, and the chosen
     posteriors' validity [E, B] (reward, transition or 0, elbos, valid)."""
     steps, size = batch.mask.shape
-    elbos, decodes = term_indices(setup, key, steps, size)
+    elbos, decodes = term_indices(setup, keys, steps)
     valid_elbo = jnp.concatenate([jnp.ones((1, size), bool), batch.mask], axis=0)
     state, _, _ = split_obs(setup, batch.obs[:-1])  # s_j
     _, action, reward = split_obs(setup, batch.obs[1:])  # a_j, r_j
@@ -166,13 +170,15 @@ def decoder_terms(setup: Setup, params, batch: TrialBatch, z: jax.Array, key: ja
     return reward_loss, transition_loss, elbos, _gather(valid_elbo, elbos)
 
 
-def elbo_loss(setup: Setup, params, batch: TrialBatch, key: jax.Array):
-    """The negative ELBO of trials ``batch`` (module docstring); returns ``(loss, info)``."""
+def elbo_loss(setup: Setup, params, batch: TrialBatch, keys: jax.Array):
+    """The negative ELBO of trials ``batch`` (module docstring), one key per trial ``keys``
+    [B]; returns ``(loss, info)``."""
     config = setup.config
-    key_z, key_terms = jax.random.split(key)
     means, logvars = encode_trials(setup, params["encoder"], batch.obs)  # [T + 1, B, L]
-    z = means + jnp.exp(0.5 * logvars) * jax.random.normal(key_z, means.shape)
-    reward_loss, transition_loss, elbos, valid = decoder_terms(setup, params, batch, z, key_terms)
+    draw = lambda k: jax.random.normal(k, (means.shape[0], means.shape[2]))
+    noise = jax.vmap(draw, out_axes=1)(rollout.fold_in_each(keys, 0))  # [T + 1, B, L]
+    z = means + jnp.exp(0.5 * logvars) * noise
+    reward_loss, transition_loss, elbos, valid = decoder_terms(setup, params, batch, z, keys)
     kl = _gather(sequential_kl(means, logvars), elbos)  # [E, B]
     kl = jnp.sum(kl * valid) / batch.mask.shape[1]
     loss = (
