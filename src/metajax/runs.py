@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -142,6 +143,19 @@ def split_options(learner_name: str, options: dict[str, Any], train_defaults: di
     return run, train_config, learner_options
 
 
+def check_option_values(config) -> None:
+    """ConfigError for values no learner accepts, whatever its own ``validate`` checks: a NaN
+    (in a number or a list of numbers) and a layer size (an entry of a ``*_sizes`` option)
+    below 1."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, float) and math.isnan(v) for v in values):
+            raise ConfigError(f"{field.name} must be a number, got {value!r}")
+        if field.name.endswith("_sizes") and any(not isinstance(v, int) or v < 1 for v in values):
+            raise ConfigError(f"{field.name} must be layer sizes of at least 1, got {value!r}")
+
+
 class Built(NamedTuple):
     """What ``build`` returns."""
 
@@ -183,6 +197,7 @@ def build(learner_name: str, run: RunArgs, learner_options: dict, *, reuse: bool
         learner_config = config_cls(**options)
     except TypeError as error:
         raise ConfigError(f"bad options for learner '{learner_name}': {error}") from None
+    check_option_values(learner_config)
     built = Built(make_learner(learner_config, env, tasks), env, tasks, learner_config)
     if reuse:
         _BUILT[learner_key] = built
