@@ -267,3 +267,29 @@ def test_varibad_learns_two_armed_bandit_above_random():
     )
     # random play earns 5.0 per 10-pull trial; always pulling the best arm earns ~6.7
     assert returns.sum(axis=1).mean() > 5.4, returns.sum(axis=1).mean()
+
+
+def test_cli_bad_latent_size_is_one_line_exit_2(tmp_path):
+    from tests.metajax.test_cli import assert_one_line_error, metajax
+
+    args = ("train", "varibad", "--env", "point-robot-dense", "--latent-size", "0")
+    result = metajax(*args, "--run-dir", str(tmp_path / "r"))
+    assert_one_line_error(result, "latent_size must be at least 1")
+
+
+def test_cheetah_vel_config_names_only_known_options():
+    from pathlib import Path
+
+    from metajax.runs import RunArgs, load_toml
+    from metajax.train import TrainConfig
+
+    path = Path(__file__).parents[3] / "benchmarks/configs/varibad_cheetah_vel.toml"
+    sweep = load_toml(path)
+    assert sweep["learner"] == "varibad"
+    known = {
+        f.name for cls in (varibad.Config, RunArgs, TrainConfig) for f in dataclasses.fields(cls)
+    }
+    assert set(sweep["base"]) <= known, set(sweep["base"]) - known
+    options = {k: v for k, v in sweep["base"].items() if k in varibad.Config.__dataclass_fields__}
+    config = varibad.Config(**_tuple_options(options))
+    assert config.vae_buffer_trials % config.num_tasks == 0
