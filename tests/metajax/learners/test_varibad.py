@@ -86,6 +86,16 @@ def test_sequential_kl_starts_from_the_standard_normal():
     np.testing.assert_allclose(vae.sequential_kl(means, logvars)[:, 0], [0.5, 0.153426], atol=1e-6)
 
 
+def test_reconstruction_losses_by_hand():
+    # squared error: ((1 - 0)^2 + (2 - 0)^2) / 2 = 2.5 ; Gaussian NLL of 1 under N(0, e^0):
+    # 0.5 (0 + 1 + ln 2 pi) = 1.418939
+    assert (
+        float(vae.reconstruction_loss(jnp.zeros(2), jnp.array([1.0, 2.0]), "deterministic")) == 2.5
+    )
+    nll = vae.reconstruction_loss(jnp.zeros(2), jnp.ones(1), "gaussian")
+    assert float(nll) == pytest.approx(1.418939, abs=1e-6)
+
+
 # ----------------------------------------------------------------------------- the belief
 
 
