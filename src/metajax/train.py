@@ -29,8 +29,6 @@ from metajax.envs.core import tag_id
 from metajax.errors import ConfigError
 from metajax.learners.base import Learner, State
 
-# the tags folded into key(seed): fold_in(key(seed), INIT_STREAM) == tagged_key("train/init", seed),
-# so no stream coincides with another one (or with the envs' split keys) at equal seeds
 INIT_STREAM, TRAIN_STREAM, EVAL_STREAM = map(tag_id, ("train/init", "train/updates", "train/eval"))
 
 
