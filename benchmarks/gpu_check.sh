@@ -99,7 +99,7 @@ if [ "$SIZE" = tiny ]; then  # the same configs, shrunk
     ENVS="bernoulli-bandit nav2d cheetah-vel --batch 256 --brax-batch 4 --num-steps 10 --max-tasks 64 --brax-max-tasks 16 --brax-scale-factor 16 --repeats 1"
     PEARL_ITERS=1
     CURVE="--iterations 2 --eval-every 1"
-    CORES="--lengths 3 --phase-lengths 3 --tasks 4 --width 8 --updates 1 --minibatches 1 --epochs 1 --stem core_throughput_tiny_$SLUG"
+    CORES="--cores gru lru --lengths 3 --phase-lengths 3 --tasks 4 --width 8 --updates 1 --minibatches 1 --epochs 1 --stem core_throughput_tiny_$SLUG"
     DUAN="--cells 5x2 --mdp-episodes 2 --num-tasks 4 --num-tasks-long 4 --env-steps 40 --core-size 8 --test-tasks 10 --curve-points 2 --curve-tasks 5 --baselines none"
     DUAN_STEM=duan_rl2_long_tiny
 else
@@ -133,7 +133,7 @@ fi
     step pearl_curve "${CURVE_SECONDS:-480}" $PY -m benchmarks.pearl_point_robot --chunk 1 \
         $CURVE --configs "$PEARL_CONFIG" --stem "pearl_cheetah_vel_curve_$SLUG"
     # memory cores (issue 14): train env-steps/s and compile time per core and trial length
-    step core_throughput 150 $PY -m benchmarks.core_throughput $CORES
+    step core_throughput 300 $PY -m benchmarks.core_throughput $CORES
     # Duan's n = 500 (k = 5) bandit and MDP n = 50 cells, one step per core, then the curves
     for core in ${DUAN_CORES:-gru transformer lru}; do
         step "duan_long_$core" "${DUAN_SECONDS:-200}" $PY -m benchmarks.duan_rl2 $DUAN \

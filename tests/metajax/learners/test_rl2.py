@@ -202,6 +202,9 @@ def test_the_transformer_cache_is_capped_at_the_trial_length():
     config = rl2.Config(core="transformer", core_window=64, episodes_per_trial=10)
     assert config.core_config(10).window == 10 and config.core_config(10).max_len == 10
     assert config.core_config().max_len == 512
+    # the LRU's associative scan only where it pays (accelerators), unless asked for
+    assert config.core_config().parallel == (jax.default_backend() != "cpu")
+    assert rl2.Config(core_parallel=True).core_config().parallel
 
 
 def test_rl2_lru_sharded_step_matches_single_device():
