@@ -56,9 +56,10 @@ PRESETS: dict[str, dict[str, dict]] = {
                       batch_size=64, context_batch_size=64, gradient_steps=100, collect_tasks=4,
                       initial_steps=200, prior_steps=100, posterior_steps=100,
                       rl_capacity=20000, eval_episodes=4),
-        "varibad": dict(num_tasks=64, episodes_per_trial=4, encoder_hidden_size=64,
+        "varibad": dict(num_tasks=16, episodes_per_trial=4, encoder_hidden_size=64,
                         hidden_sizes=(64, 64), vae_buffer_trials=1024, vae_batch_trials=16,
-                        vae_updates=3, num_minibatches=4, update_epochs=2),
+                        vae_updates=3, num_minibatches=4, update_epochs=4, learning_rate=1e-3,
+                        ent_coef=0.01),
     },
     "gpu": {
         "rl2": dict(num_tasks=2048, episodes_per_trial=4, core_size=256, hidden_sizes=(256,),
