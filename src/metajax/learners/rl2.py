@@ -81,8 +81,8 @@ class Config:
     def core_config(self, trial_length: int | None = None) -> CoreConfig:
         """The memory core's options; a trial length caps the transformer's cache at it.
 
-        The LRU's associative scan pays off on accelerators; on CPU a sequential scan trained
-        2.4x faster at trial length 100 (benchmarks/results/core_throughput_cpu.md).
+        The LRU's associative scan pays off on accelerators; on CPU the sequential scan was
+        never slower and up to 2.4x faster (benchmarks/results/core_throughput_cpu*.md).
         """
         window, max_len = self.core_window, self.core_max_len
         parallel = self.core_parallel
