@@ -1,4 +1,4 @@
-"""The README's notebook example runs as written (at smaller sizes): its public names keep working."""
+"""The README notebook example runs as written (smaller sizes): its public names keep working."""
 
 from __future__ import annotations
 
