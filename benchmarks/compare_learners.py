@@ -1,14 +1,14 @@
-"""RL², MAML, PEARL and VariBAD on one task distribution with the same env-step budget, side by side.
+"""RL², MAML, PEARL and VariBAD on one task distribution, same env-step budget, side by side.
 
 Each registered learner among ``--learners`` is built with the size preset below (``--size``),
 given ``num_updates = (budget - steps spent at init) // env_steps_per_update`` updates (at
 least one), trained through ``metajax.train.train`` (the path of ``metajax train``) and
 evaluated with ``evaluate_splits`` on the env's held-out tasks (and its out-of-distribution
 split if it has one). Reported per learner: Performance(K) (return after each adaptation unit:
-episode k for RL², PEARL and VariBAD, k inner gradient steps for MAML), its 0-/1-/few-shot summary and
-normalized score (random 0, oracle 1), env steps used, training wall-clock (first chunk, which
-includes compilation, apart) and env-steps/s. A learner that is not registered is skipped
-with a message.
+episode k for RL², PEARL and VariBAD, k inner gradient steps for MAML), its 0-/1-/few-shot
+summary and normalized score (random 0, oracle 1), env steps used, training wall-clock
+(first chunk, which includes compilation, apart) and env-steps/s. A learner that is not
+registered is skipped with a message.
 
     python -m benchmarks.compare_learners --size quick            # tiny smoke run
     python -m benchmarks.compare_learners --size cpu               # ~minutes on 2 cores
@@ -170,9 +170,9 @@ def markdown(payload: dict) -> str:
     lines += [
         "",
         "Cells: return mean ± 95% CI over held-out tasks. A shot is one adaptation unit of "
-        "experience on the task: episodes for RL², PEARL and VariBAD, inner gradient steps (each on "
-        "fresh trajectories) for MAML. env steps include PEARL's initial collection; train s "
-        "excludes evaluation.",
+        "experience on the task: episodes for RL², PEARL and VariBAD, inner gradient steps "
+        "(each on fresh trajectories) for MAML. env steps include PEARL's initial collection; "
+        "train s excludes evaluation.",
     ]
     for name, result in payload["learners"].items():
         trajectories = result.get("config", {}).get("eval_trajectories")

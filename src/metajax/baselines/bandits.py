@@ -38,7 +38,7 @@ from metajax.baselines.bandit_dp import (
     gittins_table,
     num_posterior_states,
 )
-from metajax.baselines.options import merge_options
+from metajax.baselines.options import merge_options, summed
 from metajax.errors import ConfigError
 
 __all__ = [
@@ -254,23 +254,13 @@ def bandit_baseline_rewards(
     return jax.vmap(run_task)(arm_probs, jax.random.split(key_policy, tasks), reward_uniforms)
 
 
-def run_bandit_baseline(
-    name: str,
-    arm_probs: jax.Array,
-    pulls: int,
-    key: jax.Array,
-    *,
-    reward_uniforms: jax.Array | None = None,
-    **options: float | jax.Array,
-) -> jax.Array:
+run_bandit_baseline = summed(
+    bandit_baseline_rewards,
     """Total reward per task [tasks] of baseline ``name`` over ``pulls`` pulls per task.
 
-    See ``bandit_baseline_rewards`` for the arguments; jit with ``name`` and ``pulls`` static.
-    """
-    rewards = bandit_baseline_rewards(
-        name, arm_probs, pulls, key, reward_uniforms=reward_uniforms, **options
-    )
-    return jnp.sum(rewards, axis=-1)
+    The arguments of ``bandit_baseline_rewards``; jit with ``name`` and ``pulls`` static.
+    """,
+)
 
 
 class TunedBaseline(NamedTuple):

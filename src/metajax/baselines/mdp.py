@@ -24,7 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from metajax.baselines.options import merge_options
+from metajax.baselines.options import merge_options, summed
 from metajax.envs.tabular_mdp import MDPParams, MDPState, TabularMDP
 from metajax.errors import ConfigError
 
@@ -178,16 +178,11 @@ def _run_task(
     return returns  # [episodes]
 
 
-def run_mdp_baseline(
-    name: str,
-    env: TabularMDP,
-    params: MDPParams,
-    episodes: int,
-    key: jax.Array,
-    **options: float | jax.Array,
-) -> jax.Array:
-    """Total reward per task [tasks] over a trial of ``episodes`` episodes."""
-    return jnp.sum(mdp_baseline_rewards(name, env, params, episodes, key, **options), axis=-1)
+run_mdp_baseline = summed(
+    mdp_baseline_rewards,
+    """Total reward per task [tasks] over a trial of ``episodes`` episodes (the arguments of
+    ``mdp_baseline_rewards``).""",
+)
 
 
 def confidence95(totals: jax.Array) -> float:

@@ -19,45 +19,10 @@ if TYPE_CHECKING:
     from metajax.cores import CoreConfig
 
 
-class GRUCore(nn.Module):
-    """A GRU; its state is the hidden vector [B, size]."""
+class _CellCore(nn.Module):
+    """A flax recurrent cell behind the core interface (subclasses name the cell and its state)."""
 
     config: CoreConfig
-
-    def setup(self):
-        self.cell = nn.GRUCell(self.config.size)
-
-    @nn.nowrap
-    def initial_state(self, batch: int) -> jax.Array:
-        """Zeros [batch, size]."""
-        return jnp.zeros((batch, self.config.size), jnp.float32)
-
-    def step(self, state: jax.Array, x: jax.Array, first: jax.Array):
-        """One step: x [B, D], first [B] -> (state, y [B, size])."""
-        state = reset_where(first, self.initial_state(x.shape[0]), state)
-        return self.cell(state, x)
-
-    def sequence(self, x: jax.Array, first: jax.Array) -> jax.Array:
-        """Whole trials: x [T, B, D], first [T, B] -> y [T, B, size]."""
-        return scan_steps(self, x, first)
-
-    def __call__(self, x: jax.Array, first: jax.Array) -> jax.Array:
-        return self.sequence(x, first)
-
-
-class LSTMCore(nn.Module):
-    """An LSTM; its state is (cell, hidden), each [B, size]."""
-
-    config: CoreConfig
-
-    def setup(self):
-        self.cell = nn.OptimizedLSTMCell(self.config.size)
-
-    @nn.nowrap
-    def initial_state(self, batch: int) -> tuple[jax.Array, jax.Array]:
-        """Zero (cell, hidden), each [batch, size]."""
-        zeros = jnp.zeros((batch, self.config.size), jnp.float32)
-        return zeros, zeros
 
     def step(self, state, x: jax.Array, first: jax.Array):
         """One step: x [B, D], first [B] -> (state, y [B, size])."""
@@ -70,3 +35,28 @@ class LSTMCore(nn.Module):
 
     def __call__(self, x: jax.Array, first: jax.Array) -> jax.Array:
         return self.sequence(x, first)
+
+
+class GRUCore(_CellCore):
+    """A GRU; its state is the hidden vector [B, size]."""
+
+    def setup(self):
+        self.cell = nn.GRUCell(self.config.size)
+
+    @nn.nowrap
+    def initial_state(self, batch: int) -> jax.Array:
+        """Zeros [batch, size]."""
+        return jnp.zeros((batch, self.config.size), jnp.float32)
+
+
+class LSTMCore(_CellCore):
+    """An LSTM; its state is (cell, hidden), each [B, size]."""
+
+    def setup(self):
+        self.cell = nn.OptimizedLSTMCell(self.config.size)
+
+    @nn.nowrap
+    def initial_state(self, batch: int) -> tuple[jax.Array, jax.Array]:
+        """Zero (cell, hidden), each [batch, size]."""
+        zeros = jnp.zeros((batch, self.config.size), jnp.float32)
+        return zeros, zeros

@@ -27,7 +27,7 @@ from metajax.cores import CoreConfig
 from metajax.envs.core import EnvParams, MetaEnv, TaskDistribution, flat_action_dim, is_discrete
 from metajax.envs.wrappers import TrialWrapper
 from metajax.errors import ConfigError
-from metajax.learners import ppo, representation
+from metajax.learners import representation, trial_ppo
 from metajax.learners.base import Learner, Metrics
 from metajax.types import Transition
 
@@ -123,17 +123,7 @@ class Setup:
     config: Config
 
 
-class Minibatch(NamedTuple):
-    """Whole trials for the PPO loss; every leaf is ``[T, B, ...]``."""
-
-    obs: jax.Array
-    first: jax.Array  # the observation starts a new trial (memory reset)
-    action: jax.Array
-    old_log_prob: jax.Array
-    old_value: jax.Array
-    advantage: jax.Array  # standardized over the masked steps of all shards
-    target: jax.Array  # GAE value target
-    mask: jax.Array  # the step belongs to the first trial
+Minibatch = trial_ppo.Trials  # whole trials [T, B, ...] for the PPO loss
 
 
 def make_network(config: Config, env: TrialWrapper) -> networks.RecurrentActorCritic:
@@ -182,10 +172,7 @@ def make_policy(setup: Setup, params) -> rollout.Policy:
     return partial(policy_step, setup, params)
 
 
-def trial_mask(trial_done: jax.Array) -> jax.Array:
-    """[T, B] true for the steps of the first trial (up to and including its last step)."""
-    done = trial_done.astype(jnp.int32)
-    return (jnp.cumsum(done, axis=0) - done) == 0
+trial_mask = trial_ppo.trial_mask
 
 
 def run_trials(
@@ -212,73 +199,21 @@ def sequence_outputs(setup: Setup, params, obs: jax.Array, first: jax.Array):
 
 def loss(setup: Setup, params, minibatch: Minibatch) -> tuple[jax.Array, Metrics]:
     """PPO's clipped loss over whole trials [T, B]; returns ``(loss, info)``."""
-    config, discrete = setup.config, setup.network.discrete
-    mb = minibatch
-    dist, value = sequence_outputs(setup, params, mb.obs, mb.first)
-    log_prob = networks.log_prob(dist, mb.action, discrete)
-    policy_loss = ppo.clipped_surrogate_loss(
-        log_prob, mb.old_log_prob, mb.advantage, config.clip_eps, mb.mask
-    )
-    value_loss = ppo.clipped_value_loss(value, mb.old_value, mb.target, config.clip_eps, mb.mask)
-    entropy = ppo.masked_mean(networks.entropy(dist, discrete), mb.mask)
-    total = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
-    approx_kl = ppo.masked_mean(mb.old_log_prob - log_prob, mb.mask)
-    return total, {
-        "policy_loss": policy_loss,
-        "value_loss": value_loss,
-        "entropy": entropy,
-        "approx_kl": approx_kl,
-    }
+    dist, value = sequence_outputs(setup, params, minibatch.obs, minibatch.first)
+    return trial_ppo.clipped_loss(dist, value, setup.network.discrete, minibatch, setup.config)
 
 
 def trial_data(setup: Setup, traj: Transition, mask: jax.Array, axis_name: str | None) -> Minibatch:
     """GAE over the whole trial (its end is the only true episode end), standardized."""
-    config = setup.config
-    batch = traj.reward.shape[1]
-    values = traj.extras["value"]  # [T, B]
-    advantages, targets = ppo.compute_gae(
-        traj.reward * config.reward_scale,
-        values,
-        traj.done,
-        jnp.zeros((batch,)),
-        config.gamma,
-        config.gae_lambda,
-    )
-    advantages = distributed.standardize(advantages, mask, axis_name)
-    first = jnp.concatenate([jnp.ones((1, batch), bool), traj.done[:-1]], axis=0)
-    return Minibatch(
-        traj.obs, first, traj.action, traj.extras["log_prob"], values, advantages, targets, mask
-    )
-
-
-def minibatch_update(setup: Setup, state: State, minibatch: Minibatch, axis_name: str | None):
-    """One gradient step on one minibatch of trials (gradients averaged over shards)."""
-    grads, info = jax.grad(partial(loss, setup), has_aux=True)(state.params, minibatch)
-    grads, info = distributed.pmean((grads, info), axis_name)
-    updates, opt_state = setup.optimizer.update(grads, state.opt_state, state.params)
-    return State(optax.apply_updates(state.params, updates), opt_state), info
-
-
-def epoch(setup: Setup, state: State, key: jax.Array, data: Minibatch, axis_name: str | None):
-    """One pass over the trials in shuffled minibatches of whole trials."""
-    num = setup.config.num_minibatches
-    batch = data.mask.shape[1]
-    order = jax.random.permutation(key, batch)
-    shuffled = jax.tree.map(lambda x: jnp.take(x, order, axis=1), data)
-    split = jax.tree.map(  # [num_minibatches, T, B / num_minibatches, ...]
-        lambda x: x.reshape(x.shape[0], num, batch // num, *x.shape[2:]).swapaxes(0, 1),
-        shuffled,
-    )
-    step = partial(minibatch_update, setup, axis_name=axis_name)
-    return jax.lax.scan(step, state, split)
+    return trial_ppo.trials(traj, mask, setup.config, axis_name)
 
 
 def update(setup: Setup, state: State, data: Minibatch, key: jax.Array, axis_name: str | None):
     """PPO epochs over minibatches; returns the new state and the mean loss info."""
-    keys = jax.random.split(key, setup.config.update_epochs)
-    one_epoch = partial(epoch, setup, data=data, axis_name=axis_name)
-    state, info = jax.lax.scan(one_epoch, state, keys)
-    return state, {k: jnp.mean(v) for k, v in info.items()}
+    params, opt_state, info = trial_ppo.epochs(
+        partial(loss, setup), setup.optimizer, *state, data, key, setup.config, axis_name
+    )
+    return State(params, opt_state), info
 
 
 def train_step(
@@ -291,12 +226,7 @@ def train_step(
     tasks, keys = distributed.local_task_draw(
         setup.tasks, key_tasks, key_envs, config.num_tasks, axis_name
     )
-    batch = distributed.local_size(config.num_tasks, axis_name)
-    if batch % config.num_minibatches:
-        raise ConfigError(
-            f"each device's {batch} tasks do not split into {config.num_minibatches} "
-            f"minibatches; make num_tasks / devices a multiple of num_minibatches"
-        )
+    trial_ppo.check_minibatches(config.num_tasks, config.num_minibatches, axis_name)
     traj, mask = run_trials(setup, state.params, tasks, keys)
     # ADVANTAGES, then PPO EPOCHS over minibatches of whole trials
     data = trial_data(setup, traj, mask, axis_name)

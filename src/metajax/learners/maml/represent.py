@@ -8,33 +8,15 @@ from typing import TYPE_CHECKING
 import jax
 import jax.numpy as jnp
 
-from metajax import rollout
 from metajax.envs.core import EnvParams, num_tasks
 from metajax.learners import representation
+from metajax.learners.maml import sampling
 from metajax.learners.maml.core import step_alphas
-from metajax.learners.maml.sampling import sample
 from metajax.learners.value_baselines import first_episode_mask
-from metajax.networks import sample_action
 from metajax.types import Transition
 
 if TYPE_CHECKING:
     from metajax.learners.maml.learner import MAMLState, Setup
-
-
-def trajectories(setup: Setup, policy_params, task: EnvParams, key: jax.Array, num_traj: int):
-    """The transitions [T, N] that ``sampling.sample`` draws with the same arguments (same
-    policy, same key), for the exact posterior."""
-    core, obs_dim = setup.core, setup.obs_dim
-    env_params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_traj,) + x.shape), task)
-
-    def policy(carry, obs, first, keys):
-        del first
-        dist = core.apply_fn(policy_params, jnp.reshape(obs, (num_traj, obs_dim)))
-        action = jax.vmap(lambda k, d: sample_action(k, d, core.discrete))(keys, dist)
-        return carry, action, {}
-
-    _, transitions = rollout.run_from_key(setup.env, policy, env_params, key, setup.horizon)
-    return transitions
 
 
 def _trajectory_major(transitions: Transition) -> Transition:
@@ -51,8 +33,8 @@ def represent_task(setup: Setup, meta_params: dict, task: EnvParams, key: jax.Ar
     keys = jax.random.split(key, steps + 1)  # as evaluate_task
     deltas, histories = [jax.tree.map(jnp.zeros_like, theta_0)], []
     for k in range(steps):
-        batch = sample(setup, params, task, keys[k], num_traj)
-        histories.append(trajectories(setup, params, task, keys[k], num_traj))
+        batch = sampling.sample(setup, params, task, keys[k], num_traj)
+        histories.append(sampling.trajectories(setup, params, task, keys[k], num_traj))
         params = setup.core.adapt(params, batch, alphas[k])
         deltas.append(jax.tree.map(jnp.subtract, params, theta_0))
     features = representation.flatten_rows(jax.tree.map(lambda *x: jnp.stack(x), *deltas), 1)

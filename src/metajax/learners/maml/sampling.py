@@ -36,9 +36,9 @@ class PolicyNetwork(nn.Module):
         return PolicyHead(self.action_dim, self.discrete, self.init_log_std)(features)
 
 
-def sample(setup: Setup, policy_params, task: EnvParams, key: jax.Array, num_traj: int) -> Batch:
-    """``num_traj`` trajectories of ``setup.horizon`` steps on one task, with advantages."""
-    config, core, obs_dim = setup.config, setup.core, setup.obs_dim
+def trajectories(setup: Setup, policy_params, task: EnvParams, key: jax.Array, num_traj: int):
+    """``num_traj`` trajectories of ``setup.horizon`` steps on one task: transitions [T, N]."""
+    core, obs_dim = setup.core, setup.obs_dim
     env_params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_traj,) + x.shape), task)
 
     def policy(carry, obs, first, keys):
@@ -48,6 +48,13 @@ def sample(setup: Setup, policy_params, task: EnvParams, key: jax.Array, num_tra
         return carry, action, {}
 
     _, transitions = rollout.run_from_key(setup.env, policy, env_params, key, setup.horizon)
+    return transitions
+
+
+def sample(setup: Setup, policy_params, task: EnvParams, key: jax.Array, num_traj: int) -> Batch:
+    """``num_traj`` trajectories of ``setup.horizon`` steps on one task, with advantages."""
+    config, core, obs_dim = setup.config, setup.core, setup.obs_dim
+    transitions = trajectories(setup, policy_params, task, key, num_traj)
     obs = jnp.reshape(transitions.obs, (setup.horizon, num_traj, obs_dim)).astype(jnp.float32)
     done = transitions.done
     mask = first_episode_mask(done)  # [T, N]

@@ -11,7 +11,6 @@ trials then enter the VAE buffer and ``vae_updates`` ELBO steps follow.
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,28 +18,14 @@ import optax
 
 from metajax import distributed, networks, rollout
 from metajax.envs.core import EnvParams, MetaEnv, TaskDistribution
-from metajax.errors import ConfigError
-from metajax.learners import ppo, representation, rl2
+from metajax.learners import representation, rl2, trial_ppo
 from metajax.learners.base import Learner, Metrics
 from metajax.learners.varibad import buffer as trial_buffer
 from metajax.learners.varibad import vae
 from metajax.learners.varibad.config import Config, Params, Setup, State, make_setup
 from metajax.types import Transition
 
-
-class Minibatch(NamedTuple):
-    """Whole trials for the PPO loss; every leaf is ``[T, B, ...]``."""
-
-    obs: jax.Array  # trial observations (the encoder's inputs when re-encoding)
-    first: jax.Array  # the observation starts a new trial (encoder reset)
-    mean: jax.Array  # the belief the action was taken on
-    logvar: jax.Array
-    action: jax.Array
-    old_log_prob: jax.Array
-    old_value: jax.Array
-    advantage: jax.Array  # standardized over the masked steps of all shards
-    target: jax.Array  # GAE value target
-    mask: jax.Array  # the step belongs to the first trial
+Minibatch = trial_ppo.Trials  # whole trials; extras hold the beliefs (mean, logvar)
 
 
 def rl_params(setup: Setup, params: Params) -> dict:
@@ -100,7 +85,7 @@ def run_trials(
     policy = partial(policy_step, setup, params)
     carry = vae.zero_hidden(setup, keys.shape[0])
     _, traj = rollout.run(setup.env, policy, tasks, keys, setup.env.horizon, carry)
-    return traj, rl2.trial_mask(traj.done)
+    return traj, trial_ppo.trial_mask(traj.done)
 
 
 def ppo_loss(setup: Setup, trained: dict, minibatch: Minibatch) -> tuple[jax.Array, Metrics]:
@@ -109,80 +94,35 @@ def ppo_loss(setup: Setup, trained: dict, minibatch: Minibatch) -> tuple[jax.Arr
     if config.rl_loss_through_encoder:
         mean, logvar = vae.beliefs_along(setup, trained["encoder"], mb.obs, mb.first)
     else:
-        mean, logvar = jax.lax.stop_gradient((mb.mean, mb.logvar))
+        mean, logvar = jax.lax.stop_gradient((mb.extras["mean"], mb.extras["logvar"]))
     dist, value = policy_outputs(setup, trained["policy"], mb.obs, mean, logvar)
-    log_prob = networks.log_prob(dist, mb.action, setup.discrete)
-    policy_loss = ppo.clipped_surrogate_loss(
-        log_prob, mb.old_log_prob, mb.advantage, config.clip_eps, mb.mask
-    )
-    value_loss = ppo.clipped_value_loss(value, mb.old_value, mb.target, config.clip_eps, mb.mask)
-    entropy = ppo.masked_mean(networks.entropy(dist, setup.discrete), mb.mask)
-    total = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
-    approx_kl = ppo.masked_mean(mb.old_log_prob - log_prob, mb.mask)
-    return total, {
-        "policy_loss": policy_loss,
-        "value_loss": value_loss,
-        "entropy": entropy,
-        "approx_kl": approx_kl,
-    }
+    return trial_ppo.clipped_loss(dist, value, setup.discrete, mb, config)
 
 
 def trial_data(setup: Setup, traj: Transition, mask: jax.Array, axis_name) -> Minibatch:
-    """GAE over the whole trial (its end is the only true episode end), standardized."""
-    config = setup.config
-    batch = traj.reward.shape[1]
-    values = traj.extras["value"]  # [T, B]
-    advantages, targets = ppo.compute_gae(
-        traj.reward * config.reward_scale,
-        values,
-        traj.done,
-        jnp.zeros((batch,)),
-        config.gamma,
-        config.gae_lambda,
-    )
-    advantages = distributed.standardize(advantages, mask, axis_name)
-    first = jnp.concatenate([jnp.ones((1, batch), bool), traj.done[:-1]], axis=0)
-    extras = traj.extras
-    return Minibatch(
-        traj.obs, first, extras["mean"], extras["logvar"], traj.action, extras["log_prob"],
-        values, advantages, targets, mask,
-    )  # fmt: skip
-
-
-def minibatch_update(setup: Setup, carry, minibatch: Minibatch, axis_name):
-    """One PPO gradient step on one minibatch of trials (gradients averaged over shards)."""
-    trained, opt_state = carry
-    grads, info = jax.grad(partial(ppo_loss, setup), has_aux=True)(trained, minibatch)
-    grads, info = distributed.pmean((grads, info), axis_name)
-    updates, opt_state = setup.policy_optimizer.update(grads, opt_state, trained)
-    return (optax.apply_updates(trained, updates), opt_state), info
-
-
-def epoch(setup: Setup, carry, key: jax.Array, data: Minibatch, axis_name):
-    """One pass over the trials in shuffled minibatches of whole trials."""
-    num = setup.config.num_minibatches
-    batch = data.mask.shape[1]
-    order = jax.random.permutation(key, batch)
-    shuffled = jax.tree.map(lambda x: jnp.take(x, order, axis=1), data)
-    split = jax.tree.map(  # [num_minibatches, T, B / num_minibatches, ...]
-        lambda x: x.reshape(x.shape[0], num, batch // num, *x.shape[2:]).swapaxes(0, 1),
-        shuffled,
-    )
-    return jax.lax.scan(partial(minibatch_update, setup, axis_name=axis_name), carry, split)
+    """GAE over the whole trial (its end is the only true episode end), standardized; the
+    beliefs the actions were taken on ride along."""
+    beliefs = {"mean": traj.extras["mean"], "logvar": traj.extras["logvar"]}
+    return trial_ppo.trials(traj, mask, setup.config, axis_name, beliefs)
 
 
 def ppo_update(setup: Setup, state: State, data: Minibatch, key: jax.Array, axis_name):
     """PPO epochs; returns the params with the new policy (and encoder), the optimizer state
     and the mean loss info."""
-    keys = jax.random.split(key, setup.config.update_epochs)
-    carry = (rl_params(setup, state.params), state.policy_opt)
-    (trained, opt), info = jax.lax.scan(
-        partial(epoch, setup, data=data, axis_name=axis_name), carry, keys
+    trained, opt, info = trial_ppo.epochs(
+        partial(ppo_loss, setup),
+        setup.policy_optimizer,
+        rl_params(setup, state.params),
+        state.policy_opt,
+        data,
+        key,
+        setup.config,
+        axis_name,
     )
     params = state.params._replace(policy=trained["policy"])
     if "encoder" in trained:
         params = params._replace(vae={**params.vae, "encoder": trained["encoder"]})
-    return params, opt, {k: jnp.mean(v) for k, v in info.items()}
+    return params, opt, info
 
 
 def vae_step(setup: Setup, buffer, count, axis_name, carry, key: jax.Array):
@@ -199,13 +139,8 @@ def vae_step(setup: Setup, buffer, count, axis_name, carry, key: jax.Array):
 def check_local_sizes(setup: Setup, axis_name: str | None) -> None:
     """ConfigError when a shard's tasks or VAE batch do not split as configured."""
     config = setup.config
-    batch = distributed.local_size(config.num_tasks, axis_name)
     distributed.local_size(config.vae_batch_trials, axis_name)
-    if batch % config.num_minibatches:
-        raise ConfigError(
-            f"each device's {batch} tasks do not split into {config.num_minibatches} "
-            f"minibatches; make num_tasks / devices a multiple of num_minibatches"
-        )
+    trial_ppo.check_minibatches(config.num_tasks, config.num_minibatches, axis_name)
 
 
 def train_step(
