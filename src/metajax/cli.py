@@ -158,6 +158,17 @@ def _help_asked(argv: list[str], args_class: type, prog: str, description: str) 
         tyro.cli(args_class, args=["--help"], prog=prog, description=description)
 
 
+def _positional_command(argv: list[str], args_class: type, prog: str, summary: str, need: str):
+    """``(positional, options)`` of ``prog POSITIONAL [--options]``; help and a missing
+    positional handled (``need`` says what is missing, e.g. "evaluate needs a run directory")."""
+    _help_asked(argv, args_class, prog, summary)
+    if not argv or argv[0].startswith("-"):
+        raise ConfigError(need)
+    import tyro
+
+    return argv[0], tyro.cli(args_class, args=argv[1:], prog=prog, description=summary)
+
+
 def evaluate_command(argv: list[str]) -> int:
     """``metajax evaluate RUN_DIR``: restores the latest checkpoint and evaluates it."""
     _help_asked(argv, EvaluateArgs, "metajax evaluate RUN_DIR", EVALUATE_SUMMARY)
@@ -235,18 +246,17 @@ SWEEP_SUMMARY = (
 
 def sweep_command(argv: list[str]) -> int:
     """``metajax sweep FILE.toml``: every grid point trained and evaluated, one results folder."""
-    _help_asked(argv, SweepArgs, "metajax sweep FILE.toml", SWEEP_SUMMARY)
-    if not argv or argv[0].startswith("-"):
-        raise ConfigError("sweep needs a TOML file, e.g. benchmarks/sweeps/seeds.toml")
-    import tyro
-
+    path, args = _positional_command(
+        argv,
+        SweepArgs,
+        "metajax sweep FILE.toml",
+        SWEEP_SUMMARY,
+        "sweep needs a TOML file, e.g. benchmarks/sweeps/seeds.toml",
+    )
     from metajax.sweep import run_sweep
 
-    args = tyro.cli(
-        SweepArgs, args=argv[1:], prog="metajax sweep FILE.toml", description=SWEEP_SUMMARY
-    )
     command = " ".join(["metajax", "sweep", *argv])
-    run_sweep(argv[0], out_dir=args.out, dry_run=args.dry_run, command=command)
+    run_sweep(path, out_dir=args.out, dry_run=args.dry_run, command=command)
     return 0
 
 
@@ -269,19 +279,18 @@ PROBE_SUMMARY = (
 
 def probe_command(argv: list[str]) -> int:
     """``metajax probe RUN_DIR``: task-inference probes of a run (``inference.probe_run``)."""
-    _help_asked(argv, ProbeArgs, "metajax probe RUN_DIR", PROBE_SUMMARY)
-    if not argv or argv[0].startswith("-"):
-        raise ConfigError("probe needs a run directory (one written by `metajax train`)")
-    import tyro
-
+    run_dir, args = _positional_command(
+        argv,
+        ProbeArgs,
+        "metajax probe RUN_DIR",
+        PROBE_SUMMARY,
+        "probe needs a run directory (one written by `metajax train`)",
+    )
     from metajax.inference import probe_run
 
-    args = tyro.cli(
-        ProbeArgs, args=argv[1:], prog="metajax probe RUN_DIR", description=PROBE_SUMMARY
-    )
-    report = probe_run(argv[0], tasks=args.tasks, seed=args.seed, out=args.out)
+    report = probe_run(run_dir, tasks=args.tasks, seed=args.seed, out=args.out)
     print(report.to_markdown())
-    print(f"probes written to {args.out or argv[0]}/probe.md, probe.json, probe.png")
+    print(f"probes written to {args.out or run_dir}/probe.md, probe.json, probe.png")
     return 0
 
 
