@@ -20,7 +20,7 @@ train: install
 		--episodes-per-trial 10 --num-tasks 512 --num-updates 300 --run-dir $(RUN_DIR)
 
 test: install
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --durations=15
 
 test-all: install
 	$(PY) -m pytest -q -n 2 -m ''

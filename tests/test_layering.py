@@ -31,6 +31,7 @@ LAYERS: dict[str, str] = {
     "metajax.rollout": "core",
     "metajax.networks": "core",
     "metajax.distributed": "core",
+    "metajax.multihost": "core",
     "metajax.replay": "core",
     "metajax.baselines": "core",
     "metajax.cores": "core",

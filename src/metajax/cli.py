@@ -101,23 +101,13 @@ def check_train_args(argv: list[str]) -> tuple[str, RunArgs, Any, Built]:
 
 
 def _start_multihost_if_asked(argv: list[str]) -> None:
-    """Joins a multi-process run first: jax.distributed must start before any JAX backend use
-    (importing gymnax already creates one), so its flags are read before anything else."""
-    import argparse
+    """Joins a multi-process run (a no-op when ``python -m metajax`` has already started it:
+    jax.distributed must start before any JAX backend use, see ``metajax.multihost``)."""
+    from metajax import multihost
 
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--coordinator")
-    parser.add_argument("--num-processes", default="1")
-    parser.add_argument("--process-id", default="0")
-    known, _ = parser.parse_known_args(argv)
-    if known.coordinator is not None:
-        from metajax import distributed
-
-        try:
-            count, index = int(known.num_processes), int(known.process_id)
-        except ValueError:
-            raise ConfigError("--num-processes and --process-id must be integers") from None
-        distributed.initialize_multihost(known.coordinator, count, index)
+    error = multihost.start_if_asked(argv)
+    if error is not None:
+        raise ConfigError(error)
 
 
 def train_command(argv: list[str]) -> int:

@@ -139,16 +139,11 @@ def shard_step(
 
 def initialize_multihost(coordinator: str, num_processes: int, process_id: int) -> None:
     """Joins a multi-process JAX run (``jax.distributed.initialize``); CPU uses gloo collectives."""
-    if not 0 <= process_id < num_processes:
-        raise ConfigError(
-            f"process id {process_id} is outside 0..{num_processes - 1} "
-            f"for {num_processes} processes"
-        )
-    # CPU devices talk through gloo; accelerators use their own collectives regardless
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
-    )
+    from metajax import multihost
+
+    error = multihost.start(coordinator, num_processes, process_id)
+    if error is not None:
+        raise ConfigError(error)
 
 
 def device_info() -> dict[str, str]:

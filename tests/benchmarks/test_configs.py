@@ -43,4 +43,4 @@ def test_benchmark_config_parses(path):
 
 def test_every_config_is_covered():
     assert len(CONFIGS) >= 10
-    assert {p.stem.split("_")[0] for p in CONFIGS} <= {"pearl", "maml", "rl2"}
+    assert {p.stem.split("_")[0] for p in CONFIGS} <= {"pearl", "maml", "rl2", "varibad"}

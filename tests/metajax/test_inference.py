@@ -107,7 +107,7 @@ def test_every_learner_represents_the_held_out_tasks(case):
 
 
 def test_maml_history_is_the_batches_the_inner_steps_adapt_on():
-    from metajax.learners.maml import represent, sampling
+    from metajax.learners.maml import sampling
 
     learner_name, env_name, env_options, options = CASES["maml-trpo-nav2d"]
     run = RunArgs(env=env_name, env_options=tuple(f"{k}={v}" for k, v in env_options.items()))
@@ -117,7 +117,7 @@ def test_maml_history_is_the_batches_the_inner_steps_adapt_on():
     task = jax.tree.map(lambda x: x[0], tasks.test_tasks(1))
     key = jax.random.key(5)
     batch = sampling.sample(setup, params, task, key, 3)
-    transitions = represent.trajectories(setup, params, task, key, 3)
+    transitions = sampling.trajectories(setup, params, task, key, 3)
     np.testing.assert_array_equal(np.asarray(batch.action), np.asarray(transitions.action))
     obs = np.asarray(transitions.obs).reshape(batch.obs.shape)
     np.testing.assert_allclose(np.asarray(batch.obs), obs)
