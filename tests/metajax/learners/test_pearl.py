@@ -11,7 +11,7 @@ import metajax.envs as envs
 from metajax import replay
 from metajax.errors import ConfigError
 from metajax.learners import pearl
-from tests.metajax.learner_checks import check_sharded_matches_single
+from tests.metajax.learner_checks import check_resume_is_exact, check_sharded_matches_single
 
 # ----------------------------------------------------------------------------- posterior
 
@@ -131,26 +131,10 @@ def test_sharded_step_matches_single_device(env, options):
 
 
 def test_checkpoint_resume_is_exact(tmp_path):
-    from metajax.train import CheckpointStore
-
     env, tasks = envs.make("point-robot-dense")
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY.items()}
     learner = pearl.make_learner(pearl.Config(**options), env, tasks)
-    step = jax.jit(learner.train_step)
-    state = jax.jit(learner.init)(jax.random.key(0))
-    keys = [jax.random.key(i) for i in range(4)]
-    state, _ = step(state, keys[0])
-    state, _ = step(state, keys[1])
-    store = CheckpointStore(tmp_path, keep=1)
-    store.save(2, state)
-    restored = store.restore(2, state)
-    store.close()
-    straight, resumed = state, restored
-    for key in keys[2:]:
-        straight, m1 = step(straight, key)
-        resumed, m2 = step(resumed, key)
-    for a, b in zip(jax.tree.leaves((straight, m1)), jax.tree.leaves((resumed, m2)), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    state, restored = check_resume_is_exact(learner, tmp_path)
     # the buffers really are in the checkpoint: both hold the same, non-empty data
     assert int(jnp.sum(restored.rl_buffer.size)) > 0
     np.testing.assert_array_equal(restored.rl_buffer.data.obs, state.rl_buffer.data.obs)

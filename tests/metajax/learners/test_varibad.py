@@ -16,7 +16,7 @@ from metajax.errors import ConfigError
 from metajax.learners import varibad
 from metajax.learners.varibad import buffer, vae
 from metajax.learners.varibad.config import make_setup
-from tests.metajax.learner_checks import check_sharded_matches_single
+from tests.metajax.learner_checks import check_resume_is_exact, check_sharded_matches_single
 
 TINY = dict(
     num_tasks=8,
@@ -208,25 +208,9 @@ def test_sharded_step_matches_single_device():
 
 
 def test_checkpoint_resume_is_exact(tmp_path):
-    from metajax.train import CheckpointStore
-
     env, tasks = envs.make("point-robot-dense")
     learner = varibad.make_learner(varibad.Config(**_tuple_options(TINY)), env, tasks)
-    step = jax.jit(learner.train_step)
-    state = jax.jit(learner.init)(jax.random.key(0))
-    keys = [jax.random.key(i) for i in range(4)]
-    state, _ = step(state, keys[0])
-    state, _ = step(state, keys[1])
-    store = CheckpointStore(tmp_path, keep=1)
-    store.save(2, state)
-    restored = store.restore(2, state)
-    store.close()
-    straight, resumed = state, restored
-    for key in keys[2:]:
-        straight, m1 = step(straight, key)
-        resumed, m2 = step(resumed, key)
-    for a, b in zip(jax.tree.leaves((straight, m1)), jax.tree.leaves((resumed, m2)), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    state, restored = check_resume_is_exact(learner, tmp_path)
     # the VAE buffer really is in the checkpoint: two updates' trials, the same data
     assert int(restored.count) == 2 and bool(jnp.any(restored.buffer.mask))
     np.testing.assert_array_equal(restored.buffer.obs, state.buffer.obs)
