@@ -25,7 +25,7 @@ from metajax.envs.navigation import (
     make_point_robot_sparse,
 )
 from metajax.envs.tabular_mdp import TabularMDP, make_tabular_mdp
-from metajax.envs.wrappers import TrialWrapper
+from metajax.envs.wrappers import TrialWrapper, UnitBoxActions, unit_box_actions
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,8 @@ __all__ = [
     "TabularMDP",
     "TaskDistribution",
     "TrialWrapper",
+    "UnitBoxActions",
+    "unit_box_actions",
     "describe",
     "make",
     "names",

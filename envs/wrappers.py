@@ -1,4 +1,4 @@
-"""Wrappers over meta-envs: the RL² trial.
+"""Wrappers over meta-envs: the RL² trial, and Box actions in [-1, 1].
 
 A trial is K episodes of one task. ``TrialWrapper`` turns an env into one whose episode is a
 whole trial: the inner env is reset between its episodes with the same params (the task never
@@ -9,6 +9,10 @@ step ended an inner episode.
 Inner episodes restart through the inner env's ``auto_reset``: a fresh ``reset_env`` for most
 envs; for the brax families, the start state cached at ``reset``, so every episode of a trial
 starts from the trial's first initial state (as brax's ``AutoResetWrapper`` does).
+
+``UnitBoxActions`` lets a Gaussian policy act in [-1, 1] whatever the env's box: the env gets
+the action clipped to [-1, 1] and mapped affinely onto its bounds. A unit-variance Gaussian then
+spans the box; on the point robots (bounds +-0.1) it would otherwise be clipped nearly always.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
-from metajax.envs.core import EnvParams, MetaEnv, encode_action, flat_action_dim
+from metajax.envs.core import EnvParams, MetaEnv, encode_action, flat_action_dim, is_discrete
 
 
 @struct.dataclass
@@ -109,3 +113,61 @@ class TrialWrapper(MetaEnv):
         """The oracle's return over a whole trial: K times its per-episode return."""
         per_episode = self.env.oracle_episode_return(params)
         return None if per_episode is None else self.episodes_per_trial * per_episode
+
+
+class UnitBoxActions(MetaEnv):
+    """``env`` with its finite Box action space presented as [-1, 1]^A (see the module doc)."""
+
+    def __init__(self, env: MetaEnv):
+        space = env.action_space()
+        if not has_finite_box(space):
+            raise ValueError(f"{env.name} has no finite Box action space to rescale")
+        self.env = env
+        self.horizon = env.horizon
+        self.reuses_reset_state = env.reuses_reset_state
+        shape = space.shape
+        self._low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), shape)
+        self._high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), shape)
+
+    @property
+    def name(self) -> str:
+        return f"UnitBoxActions[{self.env.name}]"
+
+    def env_action(self, action: jax.Array) -> jax.Array:
+        """The env's action for a unit action: clipped to [-1, 1], mapped onto [low, high]."""
+        unit = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
+        return self._low + 0.5 * (unit + 1.0) * (self._high - self._low)
+
+    def reset_env(self, key: jax.Array, params: EnvParams):
+        return self.env.reset_env(key, params)
+
+    def auto_reset(self, key: jax.Array, state, params: EnvParams):
+        return self.env.auto_reset(key, state, params)
+
+    def step_env(self, key: jax.Array, state, action, params: EnvParams):
+        return self.env.step_env(key, state, self.env_action(action), params)
+
+    def is_truncated(self, state, params: EnvParams) -> jax.Array:
+        return self.env.is_truncated(state, params)
+
+    def observation_space(self, params=None) -> spaces.Box:
+        return self.env.observation_space(params)
+
+    def action_space(self, params=None) -> spaces.Box:
+        return spaces.Box(-1.0, 1.0, self._low.shape, jnp.float32)
+
+    def oracle_episode_return(self, params: EnvParams) -> jax.Array | None:
+        return self.env.oracle_episode_return(params)
+
+
+def has_finite_box(space: spaces.Space) -> bool:
+    """A continuous action space whose bounds are all finite (so it can be rescaled)."""
+    if is_discrete(space) or not isinstance(space, spaces.Box):
+        return False
+    bounds = jnp.stack(jnp.broadcast_arrays(jnp.asarray(space.low), jnp.asarray(space.high)))
+    return bool(jnp.all(jnp.isfinite(bounds)))
+
+
+def unit_box_actions(env: MetaEnv) -> MetaEnv:
+    """``env`` in ``UnitBoxActions`` when its actions are a finite Box, else ``env`` itself."""
+    return UnitBoxActions(env) if has_finite_box(env.action_space()) else env

@@ -106,3 +106,19 @@ def test_step_is_gymnax_step_for_envs_that_reset_fresh():
         theirs = gymnax_env.Environment.step(env, key, state, action, params)
         chex.assert_trees_all_equal(ours, theirs)
         state = ours[1]
+
+
+def test_unit_box_actions_map_minus_one_one_onto_the_box():
+    env, tasks = envs.make("point-robot-dense")  # actions in [-0.1, 0.1]^2
+    unit = envs.UnitBoxActions(env)
+    space = unit.action_space()
+    np.testing.assert_array_equal([space.low, space.high], [-1.0, 1.0])
+    params = jax.tree.map(lambda x: x[0], tasks.sample(jax.random.key(0), 1))
+    _, state = unit.reset(jax.random.key(1), params)
+    _, raw_state = env.reset(jax.random.key(1), params)
+    for action, moved in [([1.0, -1.0], [0.1, -0.1]), ([0.5, 3.0], [0.05, 0.1])]:
+        _, s, *_ = unit.step(jax.random.key(2), state, jnp.asarray(action), params)
+        _, r, *_ = env.step(jax.random.key(2), raw_state, jnp.asarray(moved), params)
+        np.testing.assert_allclose(s.position, r.position, atol=1e-7)
+    discrete, _ = envs.make("bernoulli-bandit", arms=3)
+    assert envs.unit_box_actions(discrete) is discrete  # nothing to rescale

@@ -25,7 +25,7 @@ import optax
 from metajax import distributed, networks, rollout
 from metajax.cores import CoreConfig
 from metajax.envs.core import EnvParams, MetaEnv, TaskDistribution, flat_action_dim, is_discrete
-from metajax.envs.wrappers import TrialWrapper
+from metajax.envs.wrappers import TrialWrapper, unit_box_actions
 from metajax.errors import ConfigError
 from metajax.learners import representation, trial_ppo
 from metajax.learners.base import Learner, Metrics
@@ -54,12 +54,14 @@ class Config:
     gamma: float = 0.99  # discount factor
     gae_lambda: float = 0.95  # GAE lambda
     clip_eps: float = 0.2  # PPO clipping of the likelihood ratio
+    clip_value: bool = True  # clip the value loss too (by clip_eps, in reward units)
     update_epochs: int = 4  # PPO epochs over each batch of trials
     num_minibatches: int = 4  # PPO minibatches per epoch (num_tasks must divide by it)
     ent_coef: float = 0.01  # entropy bonus coefficient
     vf_coef: float = 0.5  # value loss coefficient
     max_grad_norm: float = 0.5  # clip of the global gradient norm
     reward_scale: float = 1.0  # rewards are multiplied by this for the losses (not the metrics)
+    unit_actions: bool = True  # Box actions: the policy acts in [-1, 1], scaled to the env's box
 
     def validate(self, env: MetaEnv) -> None:
         """Raises ConfigError for impossible sizes (RL²'s checks do not need ``env``)."""
@@ -257,8 +259,10 @@ def act(setup: Setup, state: State, carry, obs: jax.Array, first: jax.Array, key
 
 
 def make_setup(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Setup:
-    """The ``Setup`` of RL² on ``env`` (wrapped in a K-episode ``TrialWrapper``)."""
-    trial_env = TrialWrapper(env, config.episodes_per_trial)
+    """The ``Setup`` of RL² on ``env`` (wrapped in a K-episode ``TrialWrapper``; with
+    ``unit_actions`` a finite Box action space is presented as [-1, 1] first)."""
+    inner = unit_box_actions(env) if config.unit_actions else env
+    trial_env = TrialWrapper(inner, config.episodes_per_trial)
     return Setup(trial_env, tasks, make_network(config, trial_env), make_optimizer(config), config)
 
 

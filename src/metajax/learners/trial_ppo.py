@@ -74,14 +74,19 @@ def trials(
 
 def clipped_loss(dist, value: jax.Array, discrete: bool, data: Trials, config):
     """PPO's clipped loss of ``(dist, value)`` re-run over ``data`` (``config``: clip_eps,
-    vf_coef, ent_coef); returns ``(loss, info)``."""
+    clip_value, vf_coef, ent_coef); returns ``(loss, info)``. ``clip_value`` keeps each value
+    within ``clip_eps`` of the acting one, an absolute step in reward units: unscaled returns of
+    tens then take hundreds of updates to fit (SB3 leaves it off by default)."""
     log_prob = networks.log_prob(dist, data.action, discrete)
     policy_loss = ppo.clipped_surrogate_loss(
         log_prob, data.old_log_prob, data.advantage, config.clip_eps, data.mask
     )
-    value_loss = ppo.clipped_value_loss(
-        value, data.old_value, data.target, config.clip_eps, data.mask
-    )
+    if config.clip_value:
+        value_loss = ppo.clipped_value_loss(
+            value, data.old_value, data.target, config.clip_eps, data.mask
+        )
+    else:
+        value_loss = 0.5 * ppo.masked_mean((value - data.target) ** 2, data.mask)
     entropy = ppo.masked_mean(networks.entropy(dist, discrete), data.mask)
     total = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
     approx_kl = ppo.masked_mean(data.old_log_prob - log_prob, data.mask)

@@ -51,3 +51,29 @@ def test_clipped_value_loss_and_mask():
 def test_normalize_advantages():
     adv = ppo.normalize_advantages(jnp.array([1.0, 3.0, 100.0]), jnp.array([True, True, False]))
     np.testing.assert_allclose(adv[:2], [-1.0, 1.0], rtol=1e-6)
+
+
+def test_trial_ppo_value_clipping_is_an_option():
+    from types import SimpleNamespace
+
+    from metajax.learners import trial_ppo
+
+    t, b = 3, 2
+    data = trial_ppo.Trials(
+        obs=jnp.zeros((t, b, 1)),
+        first=jnp.zeros((t, b), bool),
+        action=jnp.zeros((t, b), jnp.int32),
+        old_log_prob=jnp.full((t, b), jnp.log(0.5)),
+        old_value=jnp.zeros((t, b)),
+        advantage=jnp.zeros((t, b)),
+        target=jnp.full((t, b), 10.0),
+        mask=jnp.ones((t, b), bool),
+        extras={},
+    )
+    logits, value = jnp.zeros((t, b, 2)), jnp.full((t, b), 4.0)  # far beyond clip_eps of old
+    config = SimpleNamespace(clip_eps=0.2, vf_coef=1.0, ent_coef=0.0, clip_value=True)
+    _, clipped = trial_ppo.clipped_loss(logits, value, True, data, config)
+    unclipped = SimpleNamespace(**{**vars(config), "clip_value": False})
+    _, free = trial_ppo.clipped_loss(logits, value, True, data, unclipped)
+    np.testing.assert_allclose(clipped["value_loss"], 0.5 * (10.0 - 0.2) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(free["value_loss"], 0.5 * (10.0 - 4.0) ** 2, rtol=1e-6)

@@ -11,7 +11,7 @@ import optax
 from gymnax.environments import spaces
 
 from metajax.envs.core import MetaEnv, TaskDistribution, flat_action_dim, is_discrete, obs_size
-from metajax.envs.wrappers import TrialWrapper
+from metajax.envs.wrappers import TrialWrapper, unit_box_actions
 from metajax.errors import ConfigError
 from metajax.learners.varibad import nets
 
@@ -83,6 +83,7 @@ class Config:
     gamma: float = 0.99
     gae_lambda: float = 0.9
     clip_eps: float = 0.1
+    clip_value: bool = True  # clip the value loss too (by clip_eps, in reward units)
     update_epochs: int = 2
     num_minibatches: int = 4
     ent_coef: float = 0.001
@@ -90,6 +91,7 @@ class Config:
     max_grad_norm: float = 0.5
     reward_scale: float = 1.0  # rewards are multiplied by this for the PPO losses
     rl_loss_through_encoder: bool = False  # let the PPO loss train the encoder too
+    unit_actions: bool = True  # Box actions: the policy acts in [-1, 1], scaled to the env's box
 
     def validate(self, env: MetaEnv) -> None:
         """Raises a one-line ConfigError for impossible sizes or an unknown decoder option."""
@@ -223,7 +225,9 @@ def make_networks(config: Config, state_dim: int, action_space) -> dict:
 
 
 def make_setup(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Setup:
-    """The ``Setup`` of VariBAD on ``env`` (wrapped in a K-episode ``TrialWrapper``)."""
+    """The ``Setup`` of VariBAD on ``env`` (wrapped in a K-episode ``TrialWrapper``; with
+    ``unit_actions`` a finite Box action space is presented as [-1, 1] first)."""
+    env = unit_box_actions(env) if config.unit_actions else env
     trial_env = TrialWrapper(env, config.episodes_per_trial)
     space = env.action_space()
     low = high = None
