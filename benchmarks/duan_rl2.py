@@ -30,6 +30,7 @@ import metajax.envs as envs
 from benchmarks import common
 from benchmarks.bandit_baselines import run_cell
 from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
+from benchmarks.duan_curves import plot_curves
 from metajax import cores
 from metajax.baselines.mdp import run_mdp_baseline
 from metajax.learners import rl2
@@ -55,35 +56,30 @@ DEFAULT_CELLS = ["10x5", "10x10", "100x5", "100x10", "100x50", "500x5"]
 
 
 def train_rl2(env_name: str, env_options: dict, config: rl2.Config, updates: int, args, run_dir):
-    """Trains RL² (in ``curve_points`` resumed segments); returns what the cell reports."""
+    """Trains RL² (in ``curve_points`` resumed segments, from the run dir's checkpoint with
+    ``--resume``, stopping after the segment that passes ``--time-budget``); returns what the
+    cell reports."""
     env, tasks = envs.make(env_name, **env_options)
     learner = rl2.make_learner(config, env, tasks)
     evaluate = jax.jit(learner.evaluate)
     segments = max(1, min(args.curve_points, updates))
     ends = sorted({round(updates * (i + 1) / segments) for i in range(segments)})
-    curve, seconds, state = [], 0.0, None
-    for i, end in enumerate(ends):
+    start = latest_checkpoint(run_dir) if args.resume else 0
+    curve, seconds, state, done = [], 0.0, None, start
+    for end in [e for e in ends if e > start]:
         tic = time.perf_counter()
-        state, _ = train(
-            learner,
-            TrainConfig(
-                run_dir=str(run_dir),
-                num_updates=end,
-                updates_per_chunk=10,
-                checkpoint_every=10_000,  # updates: one at each segment's end
-                seed=args.seed,
-                resume=i > 0,
-                progress=False,
-                tensorboard=False,
-            ),
-            config.num_tasks,
-        )
+        state, _ = train(learner, _train_config(args, run_dir, end, done > 0), config.num_tasks)
         seconds += time.perf_counter() - tic
+        done = end
         if args.curve_points:
             held_out = tasks.test_tasks(min(args.curve_tasks, tasks.num_test_tasks))
             returns = evaluate(state, jax.random.key(args.seed + 5), held_out)
             steps = end * learner.env_steps_per_update
             curve.append({"env_steps": steps, "return": float(returns.sum(axis=1).mean())})
+        if args.time_budget is not None and seconds >= args.time_budget:
+            break
+    if state is None:  # the checkpoint already holds every update
+        state, _ = train(learner, _train_config(args, run_dir, done, True), config.num_tasks)
     returns = evaluate(state, jax.random.key(args.seed + 7), tasks.test_tasks())
     mean, ci = _mean_ci(returns.sum(axis=1))
     return (
@@ -93,12 +89,34 @@ def train_rl2(env_name: str, env_options: dict, config: rl2.Config, updates: int
             "core": config.core,
             "mean": mean,
             "ci95": ci,
-            "updates": updates,
-            "env_steps": updates * learner.env_steps_per_update,
+            "updates": done,
+            "planned_updates": updates,
+            "resumed_from": start,
+            "env_steps": done * learner.env_steps_per_update,
             "train_seconds": seconds,
             "curve": curve,
         },
     )
+
+
+def _train_config(args, run_dir, num_updates: int, resume: bool) -> TrainConfig:
+    return TrainConfig(
+        run_dir=str(run_dir),
+        num_updates=num_updates,
+        updates_per_chunk=10,
+        checkpoint_every=10_000,  # updates: one at each segment's end
+        seed=args.seed,
+        resume=resume,
+        progress=False,
+        tensorboard=False,
+    )
+
+
+def latest_checkpoint(run_dir: Path) -> int:
+    """The update of the run dir's latest checkpoint (0: none)."""
+    folder = Path(run_dir) / "checkpoints"
+    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.exists() else []
+    return max(steps, default=0)
 
 
 def _mean_ci(totals) -> tuple[float, float]:
@@ -117,6 +135,8 @@ def rl2_config(args, trial_length: int, num_tasks: int, reward_scale: float) -> 
         core_heads=args.core_heads,
         core_window=args.core_window,
         learning_rate=args.learning_rate,
+        gamma=args.gamma,
+        clip_value=args.clip_value,
         gae_lambda=args.gae_lambda,
         ent_coef=args.ent_coef,
         reward_scale=reward_scale,
@@ -267,40 +287,6 @@ def markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(paths: list[Path], out: Path) -> Path | None:
-    """Held-out return vs env steps, one panel per cell and one line per core, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lines: dict[str, dict[str, list]] = {}  # cell -> core -> curve
-    for path in paths:
-        payload = json.loads(path.read_text())
-        for cell in payload.get("bandits", []) + payload.get("mdps", []):
-            name = (
-                f"bandit n={cell['pulls']}, k={cell['arms']}"
-                if "pulls" in cell
-                else f"MDP n={cell['episodes']}"
-            )
-            if isinstance(cell.get("rl2"), dict) and cell["rl2"].get("curve"):
-                lines.setdefault(name, {})[cell["rl2"]["core"]] = cell["rl2"]["curve"]
-    if not lines:
-        return None
-    fig, axes = plt.subplots(1, len(lines), figsize=(4.5 * len(lines), 3.5), squeeze=False)
-    for ax, (name, by_core) in zip(axes[0], sorted(lines.items()), strict=True):
-        for core, curve in sorted(by_core.items()):
-            ax.plot([p["env_steps"] for p in curve], [p["return"] for p in curve], label=core)
-        ax.set_title(name)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("held-out trial return")
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -312,13 +298,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--core-heads", type=int, default=4)
     parser.add_argument("--core-window", type=int, default=None)
     parser.add_argument("--env-steps", type=float, default=None, help="budget per cell")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds of training per cell: stop "
+        "after the curve segment that passes it (with --curve-points, it checks at each point)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue each cell from its run dir's checkpoint"
+    )
     parser.add_argument("--updates", type=int, default=300, help="RL² updates, n = 10 cells")
     parser.add_argument("--updates-long", type=int, default=300, help="RL² updates, n >= 100")
     parser.add_argument("--updates-mdp", type=int, default=300, help="RL² updates, MDPs")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--gae-lambda", type=float, default=0.95)
+    parser.add_argument("--gamma", type=float, default=0.99)
+    parser.add_argument(
+        "--clip-value",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="PPO's value clipping (by clip_eps in reward units)",
+    )
+    parser.add_argument(
+        "--gae-lambda", type=float, default=0.7, help="0.7: results/duan_rl2_tuning_cpu.md"
+    )
     parser.add_argument("--ent-coef", type=float, default=0.01)
-    parser.add_argument("--reward-scale", type=float, default=1.0, help="bandits")
+    parser.add_argument(
+        "--reward-scale",
+        type=float,
+        default=0.1,
+        help="bandits: 0.1 (at n = 100, 1.0 learned far less with or without value clipping: "
+        "results/duan_rl2_tuning_cpu.md)",
+    )
     parser.add_argument(
         "--mdp-reward-scale",
         type=float,
@@ -332,6 +343,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--curve-points", type=int, default=0, help="held-out evals in training")
     parser.add_argument("--curve-tasks", type=int, default=200)
     parser.add_argument("--plot", action="store_true", help="only plot the stored runs' curves")
+    parser.add_argument(
+        "--plot-runs",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="--plot: these stored runs' JSON (default: every results/duan_rl2*_<device>.json)",
+    )
     parser.add_argument("--stem", default=None, help="default duan_rl2[_CORE]_<device>")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, default=Path("runs/duan_rl2"))
@@ -343,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     slug = device_slug()
     if args.plot:
-        paths = sorted(common.RESULTS.glob(f"duan_rl2*_{slug}.json"))
+        paths = args.plot_runs or sorted(common.RESULTS.glob(f"duan_rl2*_{slug}.json"))
         out = plot_curves(paths, common.RESULTS / f"duan_rl2_curves_{slug}.png")
         print(out or "no stored run has curves (train with --curve-points)")
         return {"plot": str(out) if out else None}
