@@ -29,8 +29,8 @@ import numpy as np
 import metajax.envs as envs
 from benchmarks import common
 from benchmarks.bandit_baselines import run_cell
-from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
-from benchmarks.duan_curves import plot_curves
+from benchmarks.common import device_slug, run_metadata, write_results
+from benchmarks.duan_report import markdown, plot_curves
 from metajax import cores
 from metajax.baselines.mdp import run_mdp_baseline
 from metajax.learners import rl2
@@ -124,7 +124,17 @@ def _mean_ci(totals) -> tuple[float, float]:
     return float(totals.mean()), float(1.96 * totals.std(ddof=1) / math.sqrt(totals.size))
 
 
-def rl2_config(args, trial_length: int, num_tasks: int, reward_scale: float) -> rl2.Config:
+def cell_ppo(args, long: bool) -> tuple[float, float]:
+    """(reward scale, GAE lambda) of a bandit cell: the flags, else each cell's tuned values
+    (n = 10: 1.0 / 0.95, as measured in results/duan_rl2_cpu.md; n >= 100: 0.1 / 0.7)."""
+    scale = args.reward_scale if args.reward_scale is not None else (0.1 if long else 1.0)
+    lam = args.gae_lambda if args.gae_lambda is not None else (0.7 if long else 0.95)
+    return scale, lam
+
+
+def rl2_config(
+    args, trial_length: int, num_tasks: int, reward_scale: float, gae_lambda: float
+) -> rl2.Config:
     """RL²'s config for one cell from the command line's core and PPO options."""
     return rl2.Config(
         num_tasks=num_tasks,
@@ -137,7 +147,7 @@ def rl2_config(args, trial_length: int, num_tasks: int, reward_scale: float) -> 
         learning_rate=args.learning_rate,
         gamma=args.gamma,
         clip_value=args.clip_value,
-        gae_lambda=args.gae_lambda,
+        gae_lambda=gae_lambda,
         ent_coef=args.ent_coef,
         reward_scale=reward_scale,
     )
@@ -166,7 +176,7 @@ def bandit_cell(pulls: int, arms: int, args, work: Path) -> dict:
     num_tasks = args.num_tasks if pulls <= 10 else args.num_tasks_long
     default = args.updates if pulls <= 10 else args.updates_long
     updates = num_updates(args, default, num_tasks, pulls)
-    config = rl2_config(args, pulls, num_tasks, args.reward_scale)
+    config = rl2_config(args, pulls, num_tasks, *cell_ppo(args, pulls > 10))
     env_options = {"arms": arms, "num_test_tasks": args.test_tasks}
     run_dir = work / f"bandit_{pulls}x{arms}"
     _, _, ours = train_rl2("bernoulli-bandit", env_options, config, updates, args, run_dir)
@@ -197,7 +207,8 @@ def bandit_cell(pulls: int, arms: int, args, work: Path) -> dict:
 def mdp_cell(episodes: int, args, work: Path) -> dict:
     """RL² beside the MDP baselines with ``episodes`` episodes (T = 10) per trial."""
     updates = num_updates(args, args.updates_mdp, args.num_tasks_long, 10 * episodes)
-    config = rl2_config(args, episodes, args.num_tasks_long, args.mdp_reward_scale)
+    lam = args.gae_lambda if args.gae_lambda is not None else 0.7
+    config = rl2_config(args, episodes, args.num_tasks_long, args.mdp_reward_scale, lam)
     env_options = {"num_test_tasks": args.test_tasks}
     run_dir = work / f"mdp_{episodes}"
     env, tasks, ours = train_rl2("tabular-mdp", env_options, config, updates, args, run_dir)
@@ -222,69 +233,6 @@ def mdp_cell(episodes: int, args, work: Path) -> dict:
         "baselines": list(rows.values()),
         "paper": PAPER_MDP.get(episodes, {}),
     }
-
-
-def _pick(rows: list[dict], name: str, digits: int) -> str:
-    found = [r for r in rows if r["baseline"] == name]
-    return f"{found[0]['mean']:.{digits}f}" if found else "-"
-
-
-def markdown(payload: dict) -> str:
-    """The bandit and MDP tables of one run (one core)."""
-    c = payload["config"]
-    lines = [
-        f"# RL² ({c['core']}) vs classic baselines (Duan et al. 2016 reproduction)",
-        "",
-        metadata_markdown(payload["meta"]),
-        f"RL²: core {c['core']} width {c['core_size']} ({c['core_layers']} layer(s)), "
-        f"{c['num_tasks']} tasks per update for n = 10 bandits, {c['num_tasks_long']} for longer "
-        f"trials, PPO (lr {c['learning_rate']}, GAE lambda {c['gae_lambda']}, entropy "
-        f"{c['ent_coef']}); evaluated on {c['test_tasks']} held-out tasks; ± is a 95% interval "
-        f"over tasks. Baselines: {c['baselines']} (stored = results/*_baselines.json; '-' = that "
-        "file has no such cell).",
-        "",
-    ]
-    if payload["bandits"]:
-        lines += [
-            "## Bernoulli bandits: total reward per trial",
-            "",
-            "| n, k | core | RL² (ours) | RL² (paper) | best classic (ours) | gap | Gittins | "
-            "UCB1 | TS | OTS | greedy | random | env steps | train s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for cell in payload["bandits"]:
-            rows, r = cell["baselines"], cell["rl2"]
-            best = "-"
-            if cell["best_baseline"]:
-                best = f"{cell['best_baseline']} {_pick(rows, cell['best_baseline'], 2)}"
-            gap = "-" if cell["gap_to_best"] is None else f"{-cell['gap_to_best']:+.1%}"
-            named = " | ".join(
-                _pick(rows, n, 2)
-                for n in ("gittins", "ucb1", "thompson", "optimistic-thompson", "greedy", "random")
-            )
-            lines.append(
-                f"| {cell['pulls']}, {cell['arms']} | {r['core']} | {r['mean']:.2f} ± "
-                f"{r['ci95']:.2f} | {r['paper'] or '-'} | {best} | {gap} | {named} | "
-                f"{r['env_steps']:.3g} | {r['train_seconds']:.0f} |"
-            )
-        lines.append("")
-    if payload["mdps"]:
-        lines += [
-            "## Tabular MDPs (10 states, 5 actions, T = 10): total reward per trial",
-            "",
-            "| n | core | RL² (ours) | RL² (paper) | greedy (ours) | PSRL (ours) | PSRL (paper) "
-            "| OPSRL (paper) | random | env steps | train s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for cell in payload["mdps"]:
-            rows, paper, r = cell["baselines"], cell["paper"], cell["rl2"]
-            lines.append(
-                f"| {cell['episodes']} | {r['core']} | {r['mean']:.1f} ± {r['ci95']:.1f} | "
-                f"{paper.get('rl2', '-')} | {_pick(rows, 'greedy', 1)} | {_pick(rows, 'psrl', 1)} "
-                f"| {paper.get('psrl', '-')} | {paper.get('opsrl', '-')} | "
-                f"{_pick(rows, 'random', 1)} | {r['env_steps']:.3g} | {r['train_seconds']:.0f} |"
-            )
-    return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -320,15 +268,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="PPO's value clipping (by clip_eps in reward units)",
     )
     parser.add_argument(
-        "--gae-lambda", type=float, default=0.7, help="0.7: results/duan_rl2_tuning_cpu.md"
+        "--gae-lambda",
+        type=float,
+        default=None,
+        help="default: 0.95 for n = 10 bandits, 0.7 for longer trials and MDPs "
+        "(results/duan_rl2_tuning_cpu.md)",
     )
     parser.add_argument("--ent-coef", type=float, default=0.01)
     parser.add_argument(
         "--reward-scale",
         type=float,
-        default=0.1,
-        help="bandits: 0.1 (at n = 100, 1.0 learned far less with or without value clipping: "
-        "results/duan_rl2_tuning_cpu.md)",
+        default=None,
+        help="bandits; default: 1.0 at n = 10, 0.1 at n >= 100 (there 1.0 learned far less, "
+        "with or without value clipping: results/duan_rl2_tuning_cpu.md)",
     )
     parser.add_argument(
         "--mdp-reward-scale",
@@ -366,7 +318,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(out or "no stored run has curves (train with --curve-points)")
         return {"plot": str(out) if out else None}
     work = args.work_dir / args.core
-    if work.exists():
+    if work.exists() and not args.resume:
         import shutil
 
         shutil.rmtree(work)  # the benchmark's own scratch runs, never user runs

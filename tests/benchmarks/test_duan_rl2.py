@@ -39,3 +39,18 @@ def test_a_tiny_run_with_curves_then_the_plot(tmp_path, monkeypatch):
     assert "| 3, 2 | lru |" in (tmp_path / "duan_rl2_lru_cpu.md").read_text()
     assert duan_rl2.main(["--plot"])["plot"] == str(tmp_path / "duan_rl2_curves_cpu.png")
     assert (tmp_path / "duan_rl2_curves_cpu.png").stat().st_size > 1000
+
+
+def test_time_budget_stops_at_a_curve_point_and_resume_continues(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    tiny = ["--cells", "3x2", "--mdp-episodes", "--core-size", "8", "--num-tasks", "4",
+            "--env-steps", "36", "--test-tasks", "10", "--curve-points", "3", "--curve-tasks", "5",
+            "--baselines", "none", "--work-dir", str(tmp_path / "work")]  # fmt: skip
+    first = duan_rl2.main([*tiny, "--time-budget", "0"])["bandits"][0]["rl2"]
+    assert first["updates"] == 1 and first["planned_updates"] == 3  # stopped after point 1
+    assert first["env_steps"] == 12 and len(first["curve"]) == 1
+    run_dir = tmp_path / "work" / "gru" / "bandit_3x2"
+    assert duan_rl2.latest_checkpoint(run_dir) == 1
+    second = duan_rl2.main([*tiny, "--resume"])["bandits"][0]["rl2"]
+    assert second["resumed_from"] == 1 and second["updates"] == 3
+    assert [p["env_steps"] for p in second["curve"]] == [24, 36]
