@@ -49,7 +49,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "cpu": {
         "rl2": dict(num_tasks=64, episodes_per_trial=4, core_size=64, hidden_sizes=(64,),
-                    num_minibatches=4, update_epochs=4, learning_rate=1e-3),
+                    num_minibatches=4, update_epochs=4, learning_rate=1e-3, reward_scale=0.1),
         "maml": dict(num_tasks=10, num_trajectories=10, hidden_sizes=(64, 64), eval_inner_steps=3,
                      eval_trajectories=20, eval_task_chunk=25),
         "pearl": dict(num_tasks=8, hidden_sizes=(64, 64), encoder_hidden_sizes=(32, 32),
@@ -59,7 +59,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         "varibad": dict(num_tasks=16, episodes_per_trial=4, encoder_hidden_size=64,
                         hidden_sizes=(64, 64), vae_buffer_trials=1024, vae_batch_trials=16,
                         vae_updates=3, num_minibatches=4, update_epochs=4, learning_rate=1e-3,
-                        ent_coef=0.01),
+                        ent_coef=0.01, reward_scale=0.1),
     },
     "gpu": {
         "rl2": dict(num_tasks=2048, episodes_per_trial=4, core_size=256, hidden_sizes=(256,),
@@ -76,7 +76,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                         update_epochs=2),
     },
 }  # fmt: skip
-DEFAULT_BUDGET = {"quick": 20_000, "cpu": 300_000, "gpu": 20_000_000}
+DEFAULT_BUDGET = {"quick": 20_000, "cpu": 2_000_000, "gpu": 20_000_000}
 DEFAULT_EVAL_TASKS = {"quick": 20, "cpu": 100, "gpu": 100}
 
 
@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name}: {result['updates']} updates, {result['train_wall_s']:.0f} s", flush=True)
         print(result["shots_markdown"], flush=True)
     stem = f"compare_learners_{device_slug()}" + ("_quick" if args.size == "quick" else "")
+    stem += "" if args.env == "point-robot-dense" else f"_{args.env}"  # one file per env
     json_path, md_path = write_results(stem, payload, markdown(payload))
     print(f"results written to {json_path} and {md_path}")
     return payload
