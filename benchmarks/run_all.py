@@ -1,6 +1,6 @@
 """Runs every benchmark script at a suite's sizes, continues past failures, prints a summary.
 
-    python -m benchmarks.run_all --suite cpu      # `make bench`: well under an hour on 2 cores
+    python -m benchmarks.run_all --suite cpu      # `make bench`: about an hour on 2 cores
     python -m benchmarks.run_all --suite gpu      # `make bench-gpu`: the paper-scale sizes
     python -m benchmarks.run_all --suite cpu --only compare_learners --dry-run
 
@@ -25,9 +25,9 @@ from benchmarks.common import device_slug, metadata_markdown, run_metadata, writ
 HERE = Path(__file__).resolve().parent
 CONFIGS = Path("benchmarks") / "configs"  # relative: scripts run from the repository root
 
-# suite -> [(script, size flags)]; CPU sizes keep the whole suite well under an hour on an idle
-# 2-core machine (the slowest: duan_rl2, compare_learners, learner_throughput, maml_nav2d ~8 min
-# each)
+# suite -> [(script, size flags)]; CPU sizes keep the whole suite near an hour on an idle
+# 2-core machine (the slowest: compare_learners ~20 min at its 2e6-step budget; duan_rl2,
+# learner_throughput, maml_nav2d ~8 min each)
 SUITES: dict[str, list[tuple[str, list[str]]]] = {
     "cpu": [
         ("env_throughput", ["--skip-brax", "--batch", "1024", "--max-tasks", "4096"]),
