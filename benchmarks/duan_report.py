@@ -60,7 +60,8 @@ def plot_curves(paths: list[Path], out: Path) -> Path | None:
             baseline, value = best[name]
             ax.axhline(value, color="gray", ls="--", lw=1, label=f"{baseline} {value:.1f}")
         ax.set_title(name)
-        ax.set_xlabel("env steps")
+        ax.set_xscale("log")  # short and long runs side by side
+        ax.set_xlabel("env steps (log scale)")
         ax.set_ylabel("held-out trial return")
         ax.legend(fontsize=7)
     fig.tight_layout()
