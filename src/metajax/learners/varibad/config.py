@@ -43,7 +43,8 @@ class Config:
     K episodes, not 16 processes x 200 steps), PPO minibatches of whole trials (4, not 8 of
     steps), a squared clipped value loss (not Huber), no running normalization of states,
     beliefs or rewards (``reward_scale`` instead), no VAE precollection and a policy update from
-    the first iteration, a VAE buffer of 1024 trials (10000) and batches of 16 (15).
+    the first iteration, a VAE buffer of 1024 trials (10000) and batches of 16 (15), and a
+    policy that acts in [-1, 1] scaled to a Box action space (``unit_actions``).
     """
 
     num_tasks: int = 16  # trials per update, one task each (sharded over devices)
