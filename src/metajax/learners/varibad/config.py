@@ -85,11 +85,11 @@ class Config:
     gae_lambda: float = 0.9
     clip_eps: float = 0.1
     clip_value: bool = True  # clip the value loss too (by clip_eps, in reward units)
-    update_epochs: int = 2
-    num_minibatches: int = 4
-    ent_coef: float = 0.001
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
+    update_epochs: int = 2  # PPO epochs over each update's trials
+    num_minibatches: int = 4  # PPO minibatches of whole trials per epoch
+    ent_coef: float = 0.001  # PPO entropy bonus coefficient
+    vf_coef: float = 0.5  # PPO value loss coefficient
+    max_grad_norm: float = 0.5  # clip of the policy and value nets' global gradient norm
     reward_scale: float = 1.0  # rewards are multiplied by this for the PPO losses
     rl_loss_through_encoder: bool = False  # let the PPO loss train the encoder too
     unit_actions: bool = True  # Box actions: the policy acts in [-1, 1], scaled to the env's box
