@@ -33,12 +33,20 @@ def collect(paths: list[Path]) -> tuple[dict, dict]:
             by_label = lines.setdefault(cell_name(cell), {})
             label = run["core"] if run["core"] not in by_label else f"{run['core']} ({path.stem})"
             by_label[label] = run["curve"]
-            rows = [r for r in cell.get("baselines") or [] if "mean" in r]
-            rows = [r for r in rows if not r["baseline"].startswith(("oracle", "random"))]
-            if rows:
-                top = max(rows, key=lambda r: r["mean"])
-                best[cell_name(cell)] = (top["baseline"], top["mean"])
+            top = best_classic(cell)
+            if top is not None:
+                best[cell_name(cell)] = top
     return lines, best
+
+
+def best_classic(cell: dict) -> tuple[str, float] | None:
+    """The cell's best stored classic baseline (oracle and random left out): (name, mean)."""
+    rows = [r for r in cell.get("baselines") or [] if "mean" in r]
+    rows = [r for r in rows if not r["baseline"].startswith(("oracle", "random"))]
+    if not rows:
+        return None
+    top = max(rows, key=lambda r: r["mean"])
+    return top["baseline"], top["mean"]
 
 
 def plot_curves(paths: list[Path], out: Path) -> Path | None:

@@ -34,7 +34,7 @@ from benchmarks.duan_report import markdown, plot_curves
 from metajax import cores
 from metajax.baselines.mdp import run_mdp_baseline
 from metajax.learners import rl2
-from metajax.train import TrainConfig, train
+from metajax.train import CheckpointStore, TrainConfig, train
 
 PAPER_RL2_BANDIT = {
     (10, 5): 6.7,
@@ -114,9 +114,13 @@ def _train_config(args, run_dir, num_updates: int, resume: bool) -> TrainConfig:
 
 def latest_checkpoint(run_dir: Path) -> int:
     """The update of the run dir's latest checkpoint (0: none)."""
-    folder = Path(run_dir) / "checkpoints"
-    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.exists() else []
-    return max(steps, default=0)
+    if not (Path(run_dir) / "checkpoints").exists():
+        return 0
+    store = CheckpointStore(Path(run_dir), keep=1)  # keep only matters when saving
+    try:
+        return store.latest_step() or 0
+    finally:
+        store.close()
 
 
 def _mean_ci(totals) -> tuple[float, float]:

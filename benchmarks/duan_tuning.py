@@ -16,6 +16,7 @@ from pathlib import Path
 
 from benchmarks import common
 from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
+from benchmarks.duan_report import best_classic, cell_name
 
 # what a row's settings do not show (the code the run used)
 NOTES = {
@@ -32,11 +33,7 @@ def load_runs(folder) -> list[dict]:
         stored = json.loads(path.read_text())
         config = stored["config"]
         for cell in stored.get("bandits", []) + stored.get("mdps", []):
-            name = (
-                f"n={cell['pulls']} k={cell['arms']}"
-                if "pulls" in cell
-                else f"MDP n={cell['episodes']}"
-            )
+            name = cell_name(cell)
             scale = config["reward_scale"] if "pulls" in cell else config["mdp_reward_scale"]
             runs.append(
                 {
@@ -58,11 +55,8 @@ def load_runs(folder) -> list[dict]:
 
 
 def _best_classic(cell: dict) -> str:
-    rows = [r for r in cell.get("baselines") or [] if isinstance(r, dict) and "mean" in r]
-    if not rows:
-        return "-"
-    best = max(rows, key=lambda r: r["mean"])
-    return f"{best['baseline']} {best['mean']:.1f}"
+    top = best_classic(cell)
+    return "-" if top is None else f"{top[0]} {top[1]:.1f}"
 
 
 def markdown(runs: list[dict], meta: dict) -> str:

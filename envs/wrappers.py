@@ -125,9 +125,7 @@ class UnitBoxActions(MetaEnv):
         self.env = env
         self.horizon = env.horizon
         self.reuses_reset_state = env.reuses_reset_state
-        shape = space.shape
-        self._low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), shape)
-        self._high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), shape)
+        self._low, self._high = box_bounds(space)
 
     @property
     def name(self) -> str:
@@ -136,7 +134,7 @@ class UnitBoxActions(MetaEnv):
     def env_action(self, action: jax.Array) -> jax.Array:
         """The env's action for a unit action: clipped to [-1, 1], mapped onto [low, high]."""
         unit = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
-        return self._low + 0.5 * (unit + 1.0) * (self._high - self._low)
+        return scale_unit_action(unit, self._low, self._high)
 
     def reset_env(self, key: jax.Array, params: EnvParams):
         return self.env.reset_env(key, params)
@@ -158,6 +156,18 @@ class UnitBoxActions(MetaEnv):
 
     def oracle_episode_return(self, params: EnvParams) -> jax.Array | None:
         return self.env.oracle_episode_return(params)
+
+
+def box_bounds(space: spaces.Box) -> tuple[jax.Array, jax.Array]:
+    """Low and high of a Box space, float32, broadcast to its shape."""
+    low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), space.shape)
+    high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), space.shape)
+    return low, high
+
+
+def scale_unit_action(unit_action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
+    """Maps an action in [-1, 1] affinely onto the Box [low, high]."""
+    return low + 0.5 * (unit_action + 1.0) * (high - low)
 
 
 def has_finite_box(space: spaces.Space) -> bool:

@@ -24,6 +24,7 @@ from gymnax.environments import spaces
 
 from metajax import distributed, replay
 from metajax.envs.core import MetaEnv, flat_action_dim
+from metajax.envs.wrappers import box_bounds, scale_unit_action
 from metajax.errors import ConfigError
 from metajax.networks import MLP
 
@@ -136,15 +137,10 @@ def action_bounds(env: MetaEnv) -> tuple[jax.Array, jax.Array]:
     space = env.action_space()
     if not isinstance(space, spaces.Box):
         raise ConfigError(f"SAC and PEARL need a continuous (Box) action space, got {space}")
-    shape = space.shape
-    low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), shape)
-    high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), shape)
-    return low, high
+    return box_bounds(space)
 
 
-def scale_action(unit_action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
-    """Maps an action in [-1, 1] to the Box [low, high]."""
-    return low + 0.5 * (unit_action + 1.0) * (high - low)
+scale_action = scale_unit_action  # [-1, 1] -> the Box [low, high]
 
 
 def flat_obs(obs: jax.Array, batch_dims: int) -> jax.Array:
