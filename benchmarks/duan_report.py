@@ -83,6 +83,10 @@ def _pick(rows: list[dict], name: str, digits: int) -> str:
     return f"{found[0]['mean']:.{digits}f}" if found else "-"
 
 
+def _anneal(config: dict) -> str:
+    return " annealed linearly to 0" if config.get("anneal_lr") else ""
+
+
 def markdown(payload: dict) -> str:
     """The bandit and MDP tables of one run (one core)."""
     c = payload["config"]
@@ -95,10 +99,10 @@ def markdown(payload: dict) -> str:
         metadata_markdown(payload["meta"]),
         f"RL²: core {c['core']} width {c['core_size']} ({c['core_layers']} layer(s)), "
         f"{c['num_tasks']} tasks per update for n = 10 bandits, {c['num_tasks_long']} for longer "
-        f"trials, PPO (lr {c['learning_rate']}, GAE lambda {lam}, reward scale {scale}, entropy "
-        f"{c['ent_coef']}); evaluated on {c['test_tasks']} held-out tasks; ± is a 95% interval "
-        f"over tasks. Baselines: {c['baselines']} (stored = results/*_baselines.json; '-' = that "
-        "file has no such cell).",
+        f"trials, PPO (lr {c['learning_rate']}{_anneal(c)}, GAE lambda {lam}, reward scale "
+        f"{scale}, entropy {c['ent_coef']}); evaluated on {c['test_tasks']} held-out tasks; ± is "
+        f"a 95% interval over tasks. Baselines: {c['baselines']} (stored = "
+        "results/*_baselines.json; '-' = that file has no such cell).",
         "",
     ]
     if payload["bandits"]:

@@ -137,9 +137,10 @@ def cell_ppo(args, long: bool) -> tuple[float, float]:
 
 
 def rl2_config(
-    args, trial_length: int, num_tasks: int, reward_scale: float, gae_lambda: float
+    args, trial_length: int, num_tasks: int, reward_scale: float, gae_lambda: float, updates: int
 ) -> rl2.Config:
-    """RL²'s config for one cell from the command line's core and PPO options."""
+    """RL²'s config for one cell from the command line's core and PPO options (with
+    ``--anneal-lr`` the learning rate falls linearly to 0 over the cell's ``updates``)."""
     return rl2.Config(
         num_tasks=num_tasks,
         episodes_per_trial=trial_length,
@@ -149,6 +150,8 @@ def rl2_config(
         core_heads=args.core_heads,
         core_window=args.core_window,
         learning_rate=args.learning_rate,
+        lr_decay_updates=updates if args.anneal_lr else 0,
+        num_minibatches=args.num_minibatches,
         gamma=args.gamma,
         clip_value=args.clip_value,
         gae_lambda=gae_lambda,
@@ -180,7 +183,7 @@ def bandit_cell(pulls: int, arms: int, args, work: Path) -> dict:
     num_tasks = args.num_tasks if pulls <= 10 else args.num_tasks_long
     default = args.updates if pulls <= 10 else args.updates_long
     updates = num_updates(args, default, num_tasks, pulls)
-    config = rl2_config(args, pulls, num_tasks, *cell_ppo(args, pulls > 10))
+    config = rl2_config(args, pulls, num_tasks, *cell_ppo(args, pulls > 10), updates)
     env_options = {"arms": arms, "num_test_tasks": args.test_tasks}
     run_dir = work / f"bandit_{pulls}x{arms}"
     _, _, ours = train_rl2("bernoulli-bandit", env_options, config, updates, args, run_dir)
@@ -212,7 +215,7 @@ def mdp_cell(episodes: int, args, work: Path) -> dict:
     """RL² beside the MDP baselines with ``episodes`` episodes (T = 10) per trial."""
     updates = num_updates(args, args.updates_mdp, args.num_tasks_long, 10 * episodes)
     lam = args.gae_lambda if args.gae_lambda is not None else 0.7
-    config = rl2_config(args, episodes, args.num_tasks_long, args.mdp_reward_scale, lam)
+    config = rl2_config(args, episodes, args.num_tasks_long, args.mdp_reward_scale, lam, updates)
     env_options = {"num_test_tasks": args.test_tasks}
     run_dir = work / f"mdp_{episodes}"
     env, tasks, ours = train_rl2("tabular-mdp", env_options, config, updates, args, run_dir)
@@ -264,6 +267,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--updates-long", type=int, default=300, help="RL² updates, n >= 100")
     parser.add_argument("--updates-mdp", type=int, default=300, help="RL² updates, MDPs")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument(
+        "--anneal-lr",
+        action="store_true",
+        help="learning rate falls linearly to 0 over each cell's planned updates",
+    )
+    parser.add_argument("--num-minibatches", type=int, default=4, help="PPO minibatches")
     parser.add_argument("--gamma", type=float, default=0.99)
     parser.add_argument(
         "--clip-value",

@@ -24,6 +24,7 @@ NOTES = {
     "e10_lru_longring": "LRU ring |lambda| in [0.9, 0.999], phases up to pi / 10 (now the default)",
 }
 KNOBS = ("core", "core_size", "learning_rate", "gamma", "gae_lambda", "ent_coef", "reward_scale")
+KNOBS += ("num_tasks_long", "num_minibatches", "anneal_lr")
 
 
 def load_runs(folder) -> list[dict]:
@@ -59,6 +60,14 @@ def _best_classic(cell: dict) -> str:
     return "-" if top is None else f"{top[0]} {top[1]:.1f}"
 
 
+def _lr(settings: dict) -> str:
+    """The learning rate, ``lr → 0`` where it was annealed over the run, ``/M`` with M
+    minibatches where that was not the default 4."""
+    text = f"{settings['learning_rate']}" + (" → 0" if settings["anneal_lr"] else "")
+    mb = settings["num_minibatches"]
+    return text + (f" /{mb}" if mb not in (None, 4) else "")
+
+
 def markdown(runs: list[dict], meta: dict) -> str:
     lines = [
         "# RL² tuning runs on Duan's cells (short budgets)",
@@ -70,14 +79,15 @@ def markdown(runs: list[dict], meta: dict) -> str:
         "return at evenly spaced points of training (200 tasks). The machine was shared with "
         "other runs, so train seconds are not comparable between rows.",
         "",
-        "| run | cell | core | lr | gamma | GAE lambda | entropy | reward scale | value clip "
-        "| env steps | return | best classic | curve |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | cell | core | tasks | lr | gamma | GAE lambda | entropy | reward scale "
+        "| value clip | env steps | return | best classic | curve |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         s = r["settings"]
         lines.append(
-            f"| {r['run']} | {r['cell']} | {s['core']} {s['core_size']} | {s['learning_rate']} "
+            f"| {r['run']} | {r['cell']} | {s['core']} {s['core_size']} "
+            f"| {s['num_tasks_long'] or 256} | {_lr(s)} "
             f"| {s['gamma'] if s['gamma'] is not None else 0.99} | {s['gae_lambda']} "
             f"| {s['ent_coef']} | {s['reward_scale']} | {r['clip_value']} "
             f"| {r['env_steps']:.2g} | {r['return']:.2f} ± {r['ci95']:.2f} | {r['best_classic']} "

@@ -45,7 +45,9 @@ def test_time_budget_stops_at_a_curve_point_and_resume_continues(tmp_path, monke
     monkeypatch.setattr(common, "RESULTS", tmp_path)
     tiny = ["--cells", "3x2", "--mdp-episodes", "--core-size", "8", "--num-tasks", "4",
             "--env-steps", "36", "--test-tasks", "10", "--curve-points", "3", "--curve-tasks", "5",
-            "--baselines", "none", "--work-dir", str(tmp_path / "work")]  # fmt: skip
+            "--baselines", "none", "--work-dir", str(tmp_path / "work"), "--anneal-lr"]  # fmt: skip
+    config = duan_rl2.rl2_config(duan_rl2.parse_args(tiny), 3, 4, 1.0, 0.95, updates=3)
+    assert config.lr_decay_updates == 3  # the schedule (and its count) resumes with the state
     first = duan_rl2.main([*tiny, "--time-budget", "0"])["bandits"][0]["rl2"]
     assert first["updates"] == 1 and first["planned_updates"] == 3  # stopped after point 1
     assert first["env_steps"] == 12 and len(first["curve"]) == 1

@@ -51,6 +51,7 @@ class Config:
     hidden_sizes: tuple[int, ...] = (128,)  # MLP layers before the memory core
     activation: str = "tanh"  # MLP activation, e.g. tanh | relu
     learning_rate: float = 1e-3  # Adam learning rate
+    lr_decay_updates: int = 0  # learning rate falls linearly to 0 over this many updates (0: off)
     gamma: float = 0.99  # discount factor
     gae_lambda: float = 0.95  # GAE lambda
     clip_eps: float = 0.2  # PPO clipping of the likelihood ratio
@@ -66,6 +67,10 @@ class Config:
     def validate(self, env: MetaEnv) -> None:
         """Raises ConfigError for impossible sizes (RL²'s checks do not need ``env``)."""
         positive = ("num_tasks", "episodes_per_trial", "core_size", "update_epochs")
+        if self.lr_decay_updates < 0:
+            raise ConfigError(
+                f"lr_decay_updates must be 0 (constant) or more, got {self.lr_decay_updates}"
+            )
         for name in positive + ("num_minibatches",):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -141,10 +146,15 @@ def make_network(config: Config, env: TrialWrapper) -> networks.RecurrentActorCr
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """Adam with global-norm gradient clipping."""
+    """Adam with global-norm gradient clipping; with ``lr_decay_updates`` its rate falls
+    linearly to 0 over that many updates (each ``update_epochs * num_minibatches`` steps)."""
+    learning_rate = config.learning_rate
+    if config.lr_decay_updates:
+        steps = config.lr_decay_updates * config.update_epochs * config.num_minibatches
+        learning_rate = optax.linear_schedule(config.learning_rate, 0.0, steps)
     return optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adam(config.learning_rate, eps=1e-5),
+        optax.adam(learning_rate, eps=1e-5),
     )
 
 

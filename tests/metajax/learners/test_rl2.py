@@ -78,12 +78,30 @@ def test_rl2_lstm_core_on_tabular_mdp_runs_and_masks_nothing():
             "longer than the transformer's max_len",
         ),
         ({"gamma": 1.5}, "gamma"),
+        ({"lr_decay_updates": -1}, "lr_decay_updates must be 0"),
     ],
 )
 def test_rl2_bad_config_is_one_clear_error(options, message):
     env, tasks = envs.make("bernoulli-bandit")
     with pytest.raises(ConfigError, match=message):
         rl2.make_learner(rl2.Config(**options), env, tasks).init(jax.random.key(0))
+
+
+def test_lr_decay_falls_linearly_to_zero_over_the_updates():
+    # Adam's first step on a constant gradient moves each weight by the learning rate, so the
+    # step sizes read off the schedule: 2 updates of 2 epochs x 1 minibatch = 4 steps to 0
+    config = rl2.Config(learning_rate=1e-2, lr_decay_updates=2, update_epochs=2, num_minibatches=1)
+    optimizer = rl2.make_optimizer(config)
+    params = {"w": jax.numpy.zeros(3)}
+    state = optimizer.init(params)
+    steps = []
+    for _ in range(6):
+        updates, state = optimizer.update({"w": jax.numpy.ones(3)}, state, params)
+        steps.append(-float(updates["w"][0]))
+    np.testing.assert_allclose(steps, [1e-2, 7.5e-3, 5e-3, 2.5e-3, 0.0, 0.0], rtol=1e-4, atol=1e-9)
+    constant = rl2.make_optimizer(rl2.Config(learning_rate=1e-2))
+    updates, _ = constant.update({"w": jax.numpy.ones(3)}, constant.init(params), params)
+    np.testing.assert_allclose(-updates["w"], 1e-2, rtol=1e-4)
 
 
 def test_act_runs_the_policy_with_memory():
@@ -141,7 +159,7 @@ def test_loss_at_the_collecting_params_has_no_policy_change():
     assert traj.reward.shape == (2 * 3, 4) and bool(mask.all())
     data = rl2.trial_data(setup, traj, mask, axis_name=None)
     total, info = jax.jit(rl2.loss, static_argnums=0)(setup, state.params, data)
-    np.testing.assert_allclose(float(info["approx_kl"]), 0.0, atol=1e-6)
+    np.testing.assert_allclose(float(info["approx_kl"]), 0.0, rtol=1e-4, atol=1e-9)
     np.testing.assert_allclose(float(info["policy_loss"]), 0.0, atol=1e-5)
     assert np.isfinite(float(total))
 
@@ -195,7 +213,7 @@ def test_acting_in_step_mode_equals_the_loss_in_sequence_mode(core):
     np.testing.assert_allclose(log_prob, traj.extras["log_prob"], atol=1e-5)
     np.testing.assert_allclose(value, traj.extras["value"], atol=1e-5)
     _, info = jax.jit(rl2.loss, static_argnums=0)(setup, state.params, data)
-    np.testing.assert_allclose(float(info["approx_kl"]), 0.0, atol=1e-6)
+    np.testing.assert_allclose(float(info["approx_kl"]), 0.0, rtol=1e-4, atol=1e-9)
 
 
 def test_the_transformer_cache_is_capped_at_the_trial_length():
