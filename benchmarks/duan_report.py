@@ -83,6 +83,14 @@ def _pick(rows: list[dict], name: str, digits: int) -> str:
     return f"{found[0]['mean']:.{digits}f}" if found else "-"
 
 
+def _seconds(rl2: dict) -> str:
+    """Train seconds of this invocation; a run dir whose checkpoint already held every update
+    was only evaluated (its training time is in the results of the run that trained it)."""
+    if rl2.get("resumed_from", 0) >= rl2["updates"] and not rl2["curve"]:
+        return "0 (evaluated from the checkpoint)"
+    return f"{rl2['train_seconds']:.0f}"
+
+
 def _anneal(config: dict) -> str:
     return " annealed linearly to 0" if config.get("anneal_lr") else ""
 
@@ -126,7 +134,7 @@ def markdown(payload: dict) -> str:
             lines.append(
                 f"| {cell['pulls']}, {cell['arms']} | {r['core']} | {r['mean']:.2f} ± "
                 f"{r['ci95']:.2f} | {r['paper'] or '-'} | {best} | {gap} | {named} | "
-                f"{r['env_steps']:.3g} | {r['train_seconds']:.0f} |"
+                f"{r['env_steps']:.3g} | {_seconds(r)} |"
             )
         lines.append("")
     if payload["mdps"]:
@@ -143,6 +151,6 @@ def markdown(payload: dict) -> str:
                 f"| {cell['episodes']} | {r['core']} | {r['mean']:.1f} ± {r['ci95']:.1f} | "
                 f"{paper.get('rl2', '-')} | {_pick(rows, 'greedy', 1)} | {_pick(rows, 'psrl', 1)} "
                 f"| {paper.get('psrl', '-')} | {paper.get('opsrl', '-')} | "
-                f"{_pick(rows, 'random', 1)} | {r['env_steps']:.3g} | {r['train_seconds']:.0f} |"
+                f"{_pick(rows, 'random', 1)} | {r['env_steps']:.3g} | {_seconds(r)} |"
             )
     return "\n".join(lines) + "\n"

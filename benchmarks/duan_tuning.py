@@ -36,11 +36,14 @@ def load_runs(folder) -> list[dict]:
         for cell in stored.get("bandits", []) + stored.get("mdps", []):
             name = cell_name(cell)
             scale = config["reward_scale"] if "pulls" in cell else config["mdp_reward_scale"]
+            if scale is None:  # duan_rl2's bandit default: 1.0 at n = 10, 0.1 beyond
+                scale = 1.0 if cell["pulls"] <= 10 else 0.1
             runs.append(
                 {
                     "run": path.stem,
                     "cell": name,
-                    "settings": {k: config.get(k) for k in KNOBS} | {"reward_scale": scale},
+                    "settings": {k: config.get(k) for k in KNOBS}
+                    | {"reward_scale": scale, "gae_lambda": _lambda(config, cell)},
                     "clip_value": config.get("clip_value", True),
                     "command": stored["meta"]["command"],
                     "date": stored["meta"]["date"],
@@ -53,6 +56,14 @@ def load_runs(folder) -> list[dict]:
                 }
             )
     return runs
+
+
+def _lambda(config: dict, cell: dict) -> float:
+    """The run's GAE lambda: the flag, else duan_rl2's default for the cell (0.95 at n = 10
+    bandits, 0.7 for longer trials and MDPs)."""
+    if config.get("gae_lambda") is not None:
+        return config["gae_lambda"]
+    return 0.95 if cell.get("pulls", 0) and cell["pulls"] <= 10 else 0.7
 
 
 def _best_classic(cell: dict) -> str:

@@ -2,7 +2,7 @@
 
 import json
 
-from benchmarks import common, duan_rl2
+from benchmarks import common, duan_rl2, duan_tuning
 
 
 def test_stored_baselines_are_read_per_cell():
@@ -56,3 +56,8 @@ def test_time_budget_stops_at_a_curve_point_and_resume_continues(tmp_path, monke
     second = duan_rl2.main([*tiny, "--resume"])["bandits"][0]["rl2"]
     assert second["resumed_from"] == 1 and second["updates"] == 3
     assert [p["env_steps"] for p in second["curve"]] == [24, 36]
+    duan_rl2.main([*tiny, "--resume"])  # the checkpoint holds every update: only evaluated
+    assert "| 0 (evaluated from the checkpoint) |" in (tmp_path / "duan_rl2_cpu.md").read_text()
+    (row,) = duan_tuning.load_runs(tmp_path)  # the tuning table resolves the cell's defaults
+    assert row["settings"]["gae_lambda"] == 0.95 and row["settings"]["reward_scale"] == 1.0
+    assert "| 0.001 → 0 |" in duan_tuning.markdown([row], common.run_metadata())
