@@ -88,7 +88,7 @@ def test_rl2_bad_config_is_one_clear_error(options, message):
 
 
 def test_lr_decay_falls_linearly_to_zero_over_the_updates():
-    # Adam's first step on a constant gradient moves each weight by the learning rate, so the
+    # every Adam step on a constant gradient moves each weight by the learning rate, so the
     # step sizes read off the schedule: 2 updates of 2 epochs x 1 minibatch = 4 steps to 0
     config = rl2.Config(learning_rate=1e-2, lr_decay_updates=2, update_epochs=2, num_minibatches=1)
     optimizer = rl2.make_optimizer(config)
