@@ -130,7 +130,8 @@ def _mean_ci(totals) -> tuple[float, float]:
 
 def cell_ppo(args, long: bool) -> tuple[float, float]:
     """(reward scale, GAE lambda) of a bandit cell: the flags, else each cell's tuned values
-    (n = 10: 1.0 / 0.95, as measured in results/duan_rl2_cpu.md; n >= 100: 0.1 / 0.7)."""
+    (n = 10: 1.0 / 0.95, as measured in results/duan_rl2_cpu.md; n >= 100: 0.1 / 0.7). MDP
+    cells take the ``long`` lambda (their reward scale is ``--mdp-reward-scale``)."""
     scale = args.reward_scale if args.reward_scale is not None else (0.1 if long else 1.0)
     lam = args.gae_lambda if args.gae_lambda is not None else (0.7 if long else 0.95)
     return scale, lam
@@ -214,7 +215,7 @@ def bandit_cell(pulls: int, arms: int, args, work: Path) -> dict:
 def mdp_cell(episodes: int, args, work: Path) -> dict:
     """RL² beside the MDP baselines with ``episodes`` episodes (T = 10) per trial."""
     updates = num_updates(args, args.updates_mdp, args.num_tasks_long, 10 * episodes)
-    lam = args.gae_lambda if args.gae_lambda is not None else 0.7
+    _, lam = cell_ppo(args, long=True)
     config = rl2_config(args, episodes, args.num_tasks_long, args.mdp_reward_scale, lam, updates)
     env_options = {"num_test_tasks": args.test_tasks}
     run_dir = work / f"mdp_{episodes}"

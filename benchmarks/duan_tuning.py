@@ -17,6 +17,7 @@ from pathlib import Path
 from benchmarks import common
 from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
 from benchmarks.duan_report import best_classic, cell_name
+from benchmarks.duan_rl2 import cell_ppo
 
 # what a row's settings do not show (the code the run used)
 NOTES = {
@@ -35,15 +36,16 @@ def load_runs(folder) -> list[dict]:
         config = stored["config"]
         for cell in stored.get("bandits", []) + stored.get("mdps", []):
             name = cell_name(cell)
-            scale = config["reward_scale"] if "pulls" in cell else config["mdp_reward_scale"]
-            if scale is None:  # duan_rl2's bandit default: 1.0 at n = 10, 0.1 beyond
-                scale = 1.0 if cell["pulls"] <= 10 else 0.1
+            bandit = "pulls" in cell  # MDP trials take the long bandit cells' lambda
+            scale, lam = cell_ppo(argparse.Namespace(**config), not bandit or cell["pulls"] > 10)
+            if not bandit:
+                scale = config["mdp_reward_scale"]
             runs.append(
                 {
                     "run": path.stem,
                     "cell": name,
                     "settings": {k: config.get(k) for k in KNOBS}
-                    | {"reward_scale": scale, "gae_lambda": _lambda(config, cell)},
+                    | {"reward_scale": scale, "gae_lambda": lam},
                     "clip_value": config.get("clip_value", True),
                     "command": stored["meta"]["command"],
                     "date": stored["meta"]["date"],
@@ -56,14 +58,6 @@ def load_runs(folder) -> list[dict]:
                 }
             )
     return runs
-
-
-def _lambda(config: dict, cell: dict) -> float:
-    """The run's GAE lambda: the flag, else duan_rl2's default for the cell (0.95 at n = 10
-    bandits, 0.7 for longer trials and MDPs)."""
-    if config.get("gae_lambda") is not None:
-        return config["gae_lambda"]
-    return 0.95 if cell.get("pulls", 0) and cell["pulls"] <= 10 else 0.7
 
 
 def _best_classic(cell: dict) -> str:

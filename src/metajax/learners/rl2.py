@@ -152,10 +152,7 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
     if config.lr_decay_updates:
         steps = config.lr_decay_updates * config.update_epochs * config.num_minibatches
         learning_rate = optax.linear_schedule(config.learning_rate, 0.0, steps)
-    return optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adam(learning_rate, eps=1e-5),
-    )
+    return trial_ppo.clipped_adam(learning_rate, config.max_grad_norm)
 
 
 def fresh_carry(setup: Setup, batch: int) -> Any:

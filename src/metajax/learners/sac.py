@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from metajax import distributed, replay, rollout
 from metajax.envs.core import EnvParams, MetaEnv, TaskDistribution, obs_size
+from metajax.envs.wrappers import scale_unit_action
 from metajax.errors import ConfigError
 from metajax.learners import soft_ac
 from metajax.learners.base import Learner
@@ -105,7 +106,7 @@ def random_act(setup: Setup, carry, obs, first, keys):
     del obs, first
     uniform = lambda k: jax.random.uniform(k, (setup.ac.action_dim,), minval=-1.0, maxval=1.0)
     unit = jax.vmap(uniform)(keys)
-    return carry, soft_ac.scale_action(unit, setup.ac.low, setup.ac.high), {"unit_action": unit}
+    return carry, scale_unit_action(unit, setup.ac.low, setup.ac.high), {"unit_action": unit}
 
 
 def init(setup: Setup, key: jax.Array) -> State:

@@ -140,9 +140,6 @@ def action_bounds(env: MetaEnv) -> tuple[jax.Array, jax.Array]:
     return box_bounds(space)
 
 
-scale_action = scale_unit_action  # [-1, 1] -> the Box [low, high]
-
-
 def flat_obs(obs: jax.Array, batch_dims: int) -> jax.Array:
     """Observations flattened after the ``batch_dims`` leading axes, as float32."""
     return jnp.reshape(obs, obs.shape[:batch_dims] + (-1,)).astype(jnp.float32)
@@ -254,7 +251,7 @@ def act(
     else:
         noise = normal_per_env(keys, (ac.action_dim,))
         unit, _ = sample_tanh_gaussian(noise, mean, log_std)
-    return scale_action(unit, ac.low, ac.high), {"unit_action": unit}
+    return scale_unit_action(unit, ac.low, ac.high), {"unit_action": unit}
 
 
 def state_partition(state: NamedTuple, axis_name: str, replicated=("params", "opt", "step")):

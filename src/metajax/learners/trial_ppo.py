@@ -101,6 +101,14 @@ def clipped_loss(dist, value: jax.Array, discrete: bool, data: Trials, config):
 LossFn = Callable[[Any, Trials], tuple[jax.Array, dict]]
 
 
+def clipped_adam(learning_rate: float | optax.Schedule, max_grad_norm: float | None):
+    """Adam (eps 1e-5), after a clip of the global gradient norm when one is given."""
+    adam = optax.adam(learning_rate, eps=1e-5)
+    if max_grad_norm is None:
+        return adam
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), adam)
+
+
 def _minibatch_step(loss_fn: LossFn, optimizer, axis_name, carry, minibatch: Trials):
     """One gradient step on one minibatch of trials (gradients averaged over shards)."""
     params, opt_state = carry

@@ -13,6 +13,7 @@ from gymnax.environments import spaces
 from metajax.envs.core import MetaEnv, TaskDistribution, flat_action_dim, is_discrete, obs_size
 from metajax.envs.wrappers import TrialWrapper, unit_box_actions
 from metajax.errors import ConfigError
+from metajax.learners import trial_ppo
 from metajax.learners.varibad import nets
 
 PREDICTIONS = ("deterministic", "gaussian")  # decoder outputs: MSE, or a Gaussian's NLL
@@ -177,16 +178,6 @@ class Setup:
         return self.config.vae_buffer_trials // self.config.num_tasks
 
 
-def make_optimizer(lr: float, max_grad_norm: float | None) -> optax.GradientTransformation:
-    """Adam, after a clip of the global gradient norm when one is given."""
-    adam = optax.adam(lr, eps=1e-5)
-    return (
-        adam
-        if max_grad_norm is None
-        else optax.chain(optax.clip_by_global_norm(max_grad_norm), adam)
-    )
-
-
 def make_networks(config: Config, state_dim: int, action_space) -> dict:
     """The encoder, decoders and policy modules of ``config``."""
     outputs = 2 if config.prediction == "gaussian" else 1
@@ -240,8 +231,8 @@ def make_setup(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Setup:
         env=trial_env,
         tasks=tasks,
         **make_networks(config, obs_size(env), space),
-        policy_optimizer=make_optimizer(config.learning_rate, config.max_grad_norm),
-        vae_optimizer=make_optimizer(config.vae_lr, config.vae_max_grad_norm),
+        policy_optimizer=trial_ppo.clipped_adam(config.learning_rate, config.max_grad_norm),
+        vae_optimizer=trial_ppo.clipped_adam(config.vae_lr, config.vae_max_grad_norm),
         config=config,
         state_dim=obs_size(env),
         action_dim=flat_action_dim(space),
