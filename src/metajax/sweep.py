@@ -89,6 +89,20 @@ def _checked_seeds(num_seeds: int | Sequence[int], num_updates: int, per_chunk: 
     return seeds
 
 
+def init_seeds(learner: Learner, keys: jax.Array) -> State:
+    """Each seed's initial state (``learner.init`` of its key), stacked on a leading [seeds] axis.
+
+    One jitted init per key, not ``vmap(learner.init)``: a vmapped init holds batched QR
+    factorizations (orthogonal initializers), and jaxlib's CPU LAPACK kernels split a batch over
+    the intra-op thread pool and then wait for it from inside that pool. With two such QRs
+    scheduled at once on a 2-thread pool every thread waits and the process hangs for good (RL²
+    with the memory core at width 64 and 2 seeds, 2 cores). Each seed also starts from exactly
+    the state ``train`` gives it.
+    """
+    init = jax.jit(learner.init)
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *(init(key) for key in keys))
+
+
 def _record_seeds(chunk: Chunk, *, learner, logs, chunks, on_chunk) -> None:
     """After a vmapped chunk: each seed's metrics to its log (timing: all seeds together)."""
     chunks.append(chunk)
@@ -133,7 +147,7 @@ def train_seeds(
         TrainingDiverged: a metric of any seed became NaN or inf.
     """
     seeds = _checked_seeds(num_seeds, num_updates, updates_per_chunk)
-    states = jax.jit(jax.vmap(learner.init))(seed_keys(seeds, INIT_STREAM))
+    states = init_seeds(learner, seed_keys(seeds, INIT_STREAM))
     run_dirs = [Path(d) for d in run_dirs or ()]
     logs = [MetricsLog(d, tensorboard) for d in run_dirs]
     stores = [CheckpointStore(d, 1) for d in run_dirs]

@@ -6,6 +6,8 @@ compiles in well under a second; the RL² versions are marked slow.
 """
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import jax
@@ -145,6 +147,38 @@ def test_train_seeds_rejects_bad_sizes():
         sweep.train_seeds(learner, [1, 1], 2)
     with pytest.raises(ConfigError, match="num_updates must be at least 1"):
         sweep.train_seeds(learner, 2, 0)
+
+
+# vmap(learner.init) of RL² with the memory core at width 64 (2 seeds) hung for good on 2 CPU
+# cores: jaxlib's LAPACK QR (orthogonal init) waits for the intra-op pool from inside it. The
+# check runs in a child process so that a hang fails this test instead of stalling the suite.
+INIT_SEEDS_CHILD = """
+import jax, numpy as np
+import metajax.envs as envs
+from metajax import sweep
+from metajax.learners import rl2
+env, tasks = envs.make("bernoulli-bandit", arms=5)
+config = rl2.Config(core="memory", core_size=64, hidden_sizes=(64,), num_tasks=8,
+                    episodes_per_trial=5, num_minibatches=2)
+learner = rl2.make_learner(config, env, tasks)
+keys = sweep.seed_keys((0, 1), 0)
+states = jax.block_until_ready(sweep.init_seeds(learner, keys))
+for index, key in enumerate(keys):
+    alone = jax.jit(learner.init)(key)
+    for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(states), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b)[index])
+print("ok")
+"""
+
+
+def test_init_seeds_is_each_seeds_own_init_without_hanging():
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", INIT_SEEDS_CHILD], capture_output=True, text=True, timeout=240
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("init_seeds hung (RL², memory core, width 64, 2 seeds)")
+    assert child.returncode == 0 and child.stdout.strip() == "ok", child.stderr[-3000:]
 
 
 def write_sweep(tmp_path, body: str, name: str = "sweep.toml"):
