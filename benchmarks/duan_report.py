@@ -105,7 +105,8 @@ def markdown(payload: dict) -> str:
         f"# RL² ({c['core']}) vs classic baselines (Duan et al. 2016 reproduction)",
         "",
         metadata_markdown(payload["meta"]),
-        f"RL²: core {c['core']} width {c['core_size']} ({c['core_layers']} layer(s)), "
+        f"RL²: core {c['core']} width {c['core_size']} ({c['core_layers']} layer(s)"
+        f"{', time inputs' if c.get('time_inputs') else ''}), "
         f"{c['num_tasks']} tasks per update for n = 10 bandits, {c['num_tasks_long']} for longer "
         f"trials, PPO (lr {c['learning_rate']}{_anneal(c)}, GAE lambda {lam}, reward scale "
         f"{scale}, entropy {c['ent_coef']}); evaluated on {c['test_tasks']} held-out tasks; ± is "

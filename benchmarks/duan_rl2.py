@@ -158,6 +158,7 @@ def rl2_config(
         gae_lambda=gae_lambda,
         ent_coef=args.ent_coef,
         reward_scale=reward_scale,
+        time_inputs=args.time_inputs,
     )
 
 
@@ -274,6 +275,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="learning rate falls linearly to 0 over each cell's planned updates",
     )
     parser.add_argument("--num-minibatches", type=int, default=4, help="PPO minibatches")
+    parser.add_argument(
+        "--time-inputs",
+        action="store_true",
+        help="RL²'s inputs also get the fractions of trial, episodes and episode done",
+    )
     parser.add_argument("--gamma", type=float, default=0.99)
     parser.add_argument(
         "--clip-value",

@@ -25,7 +25,7 @@ NOTES = {
     "e10_lru_longring": "LRU ring |lambda| in [0.9, 0.999], phases up to pi / 10 (now the default)",
 }
 KNOBS = ("core", "core_size", "learning_rate", "gamma", "gae_lambda", "ent_coef", "reward_scale")
-KNOBS += ("num_tasks_long", "num_minibatches", "anneal_lr")
+KNOBS += ("num_tasks_long", "num_minibatches", "anneal_lr", "time_inputs")
 
 
 def load_runs(folder) -> list[dict]:
@@ -91,7 +91,8 @@ def markdown(runs: list[dict], meta: dict) -> str:
     for r in runs:
         s = r["settings"]
         lines.append(
-            f"| {r['run']} | {r['cell']} | {s['core']} {s['core_size']} "
+            f"| {r['run']} | {r['cell']} | {s['core']} {s['core_size']}"
+            f"{' + time' if s['time_inputs'] else ''} "
             f"| {s['num_tasks_long'] or 256} | {_lr(s)} "
             f"| {s['gamma'] if s['gamma'] is not None else 0.99} | {s['gae_lambda']} "
             f"| {s['ent_coef']} | {s['reward_scale']} | {r['clip_value']} "

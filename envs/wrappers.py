@@ -4,7 +4,10 @@ A trial is K episodes of one task. ``TrialWrapper`` turns an env into one whose 
 whole trial: the inner env is reset between its episodes with the same params (the task never
 changes inside a trial), and the observation is augmented with what RL² feeds its memory:
 the previous action (one-hot when discrete), the previous reward and a flag that the previous
-step ended an inner episode.
+step ended an inner episode. With ``time_inputs`` it also appends where the next step falls, as
+fractions: of the trial (t / (K H)), of the trial's episodes (episodes done / K) and of the
+inner episode (steps into it / H). A memory can count these itself from the done flags, but
+the value of a finite trial depends on them directly.
 
 Inner episodes restart through the inner env's ``auto_reset``: a fresh ``reset_env`` for most
 envs; for the brax families, the start state cached at ``reset``, so every episode of a trial
@@ -30,16 +33,18 @@ class TrialState:
     inner: object  # the inner env's state
     time: jax.Array  # steps taken in this trial
     episode: jax.Array  # inner episodes finished in this trial
+    episode_time: jax.Array  # steps taken in the current inner episode
 
 
 class TrialWrapper(MetaEnv):
     """K episodes of the same task as one episode, with RL² inputs appended to observations."""
 
-    def __init__(self, env: MetaEnv, episodes_per_trial: int):
+    def __init__(self, env: MetaEnv, episodes_per_trial: int, time_inputs: bool = False):
         if episodes_per_trial < 1:
             raise ValueError(f"episodes_per_trial must be at least 1, got {episodes_per_trial}")
         self.env = env
         self.episodes_per_trial = episodes_per_trial
+        self.time_inputs = time_inputs
         self.horizon = episodes_per_trial * env.horizon
         self._action_space = env.action_space()
         self._obs_space = env.observation_space()
@@ -49,15 +54,21 @@ class TrialWrapper(MetaEnv):
     def name(self) -> str:
         return f"Trial[{self.env.name}, K={self.episodes_per_trial}]"
 
-    def _augment(self, obs, encoded_action, reward, episode_done) -> jax.Array:
-        return jnp.concatenate(
-            [
-                jnp.reshape(obs, (-1,)).astype(jnp.float32),
-                encoded_action,
-                jnp.reshape(reward, (1,)).astype(jnp.float32),
-                jnp.reshape(episode_done, (1,)).astype(jnp.float32),
-            ]
-        )
+    def _augment(self, obs, encoded_action, reward, episode_done, state: TrialState) -> jax.Array:
+        parts = [
+            jnp.reshape(obs, (-1,)).astype(jnp.float32),
+            encoded_action,
+            jnp.reshape(reward, (1,)).astype(jnp.float32),
+            jnp.reshape(episode_done, (1,)).astype(jnp.float32),
+        ]
+        if self.time_inputs:
+            fractions = (
+                state.time / self.horizon,
+                state.episode / self.episodes_per_trial,
+                state.episode_time / self.env.horizon,
+            )
+            parts.append(jnp.stack(fractions).astype(jnp.float32))
+        return jnp.concatenate(parts)
 
     def reset_env(self, key: jax.Array, params: EnvParams):
         return self._start(*self.env.reset_env(key, params))
@@ -69,8 +80,9 @@ class TrialWrapper(MetaEnv):
 
     def _start(self, obs, inner):
         no_action = jnp.zeros((flat_action_dim(self._action_space),), jnp.float32)
-        augmented = self._augment(obs, no_action, 0.0, False)
-        return augmented, TrialState(inner=inner, time=jnp.int32(0), episode=jnp.int32(0))
+        zero = jnp.int32(0)
+        state = TrialState(inner=inner, time=zero, episode=zero, episode_time=zero)
+        return self._augment(obs, no_action, 0.0, False, state), state
 
     def step_env(self, key: jax.Array, state: TrialState, action, params: EnvParams):
         key_step, key_reset = jax.random.split(key)
@@ -90,14 +102,19 @@ class TrialWrapper(MetaEnv):
             "episode_final_obs": jnp.reshape(obs, (-1,)).astype(jnp.float32),
             "episode_index": state.episode,
         }
+        new_state = TrialState(
+            inner=next_inner,
+            time=state.time + 1,
+            episode=episode,
+            episode_time=jnp.where(episode_done, 0, state.episode_time + 1),
+        )
         encoded = encode_action(self._action_space, action)
-        augmented = self._augment(next_obs, encoded, reward, episode_done)
-        new_state = TrialState(inner=next_inner, time=state.time + 1, episode=episode)
+        augmented = self._augment(next_obs, encoded, reward, episode_done, new_state)
         return augmented, new_state, reward, trial_done, info
 
     def observation_space(self, params=None) -> spaces.Box:
         inner = self._obs_space
-        extra = flat_action_dim(self._action_space) + 2
+        extra = flat_action_dim(self._action_space) + 2 + (3 if self.time_inputs else 0)
 
         def bound(value, fill):
             inner_bound = jnp.broadcast_to(jnp.asarray(value, jnp.float32), inner.shape)

@@ -35,6 +35,27 @@ def test_trial_of_k_episodes_with_rl2_inputs():
     assert flags == [(False, False), (True, False)] * 2 + [(False, False), (True, True)]
 
 
+def test_time_inputs_give_the_next_steps_place_in_trial_episodes_and_episode():
+    env, _ = envs.make("tabular-mdp", num_states=2, num_actions=3, horizon=2)
+    params = MDPParams(transitions=jnp.full((2, 3, 2), 0.5), reward_means=jnp.ones((2, 3)))
+    plain = envs.TrialWrapper(env, episodes_per_trial=3)
+    trial = envs.TrialWrapper(env, episodes_per_trial=3, time_inputs=True)
+    assert trial.observation_space().shape == (2 + 3 + 2 + 3,)
+    obs, state = trial.reset(jax.random.key(0), params)
+    plain_obs, plain_state = plain.reset(jax.random.key(0), params)
+    np.testing.assert_array_equal(obs[-3:], [0, 0, 0])
+    seen = []
+    for t in range(5):  # the sixth step ends the trial and the next obs starts a new one
+        key = jax.random.key(t)
+        obs, state, *_ = trial.step(key, state, 1, params)
+        plain_obs, plain_state, *_ = plain.step(key, plain_state, 1, params)
+        np.testing.assert_array_equal(obs[:-3], plain_obs)  # the RL² inputs are unchanged
+        seen.append(np.asarray(obs[-3:]) * [6, 3, 2])  # back to steps, episodes, steps
+    # (steps into the trial, episodes done, steps into the episode) at the next step
+    expected = [(1, 0, 1), (2, 1, 0), (3, 1, 1), (4, 2, 0), (5, 2, 1)]
+    np.testing.assert_allclose(seen, expected, atol=1e-6)
+
+
 def test_oracle_of_a_trial_is_k_times_the_episode_oracle():
     env, tasks = envs.make("bernoulli-bandit", arms=4)
     trial = envs.TrialWrapper(env, 7)

@@ -63,6 +63,7 @@ class Config:
     max_grad_norm: float = 0.5  # clip of the global gradient norm
     reward_scale: float = 1.0  # rewards are multiplied by this for the losses (not the metrics)
     unit_actions: bool = True  # Box actions: the policy acts in [-1, 1], scaled to the env's box
+    time_inputs: bool = False  # inputs also get the fractions of trial, episodes and episode done
 
     def validate(self, env: MetaEnv) -> None:
         """Raises ConfigError for impossible sizes (RL²'s checks do not need ``env``)."""
@@ -269,7 +270,7 @@ def make_setup(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Setup:
     """The ``Setup`` of RL² on ``env`` (wrapped in a K-episode ``TrialWrapper``; with
     ``unit_actions`` a finite Box action space is presented as [-1, 1] first)."""
     inner = unit_box_actions(env) if config.unit_actions else env
-    trial_env = TrialWrapper(inner, config.episodes_per_trial)
+    trial_env = TrialWrapper(inner, config.episodes_per_trial, config.time_inputs)
     return Setup(trial_env, tasks, make_network(config, trial_env), make_optimizer(config), config)
 
 
