@@ -199,6 +199,8 @@ class TaskDistribution:
     task_content: Callable[[EnvParams], Any] | None = None
 
     def __post_init__(self):
+        if not 0 <= self.split_seed < 2**32:
+            raise ValueError(f"split_seed must be in 0..{2**32 - 1}, got {self.split_seed}")
         if not 0 < self.held_out_permille < 1000:
             raise ValueError(f"held_out_permille must be in 1..999, got {self.held_out_permille}")
 

@@ -52,6 +52,8 @@ class TrainConfig:
         for name in ("num_updates", "updates_per_chunk", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be in 0..{2**32 - 1}, got {self.seed}")
 
 
 class TrainingDiverged(RuntimeError):

@@ -101,6 +101,9 @@ def test_list_names_learners_and_envs():
         (["train", "maml", "--env", "nav2d", "--inner-lr", "-1"], "must be positive"),
         (["train", "promp", "--env", "nav2d", "--inner-lr", "0"], "must be positive"),
         (["train", "emaml", "--env", "nav2d", "--inner-lrs", "0.1", "0"], "must be positive"),
+        (["train", "maml", "--env", "nav2d", "--outer-lr", "-1"], "outer_lr must be positive"),
+        (["train", "rl2", "--env-options", f"split_seed={2**70}"], "split_seed must be in 0.."),
+        (["train", "rl2", "--seed", str(2**70)], "seed must be in 0.."),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):

@@ -147,6 +147,8 @@ def test_train_seeds_rejects_bad_sizes():
         sweep.train_seeds(learner, [1, 1], 2)
     with pytest.raises(ConfigError, match="num_updates must be at least 1"):
         sweep.train_seeds(learner, 2, 0)
+    with pytest.raises(ConfigError, match="seeds must be in 0.."):
+        sweep.train_seeds(learner, [0, 2**40], 2)
 
 
 # vmap(learner.init) of RL² with the memory core at width 64 (2 seeds) hung for good on 2 CPU

@@ -119,6 +119,7 @@ class Config:
                 f"backtrack_ratio must be in (0, 1), got {self.backtrack_ratio}",
             ),
             (self.outer_epochs >= 1, f"outer_epochs must be at least 1, got {self.outer_epochs}"),
+            (self.outer_lr > 0, f"outer_lr must be positive, got {self.outer_lr}"),
             (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
             (
                 self.learn_inner_lr
