@@ -46,6 +46,8 @@ LAYERS: dict[str, str] = {
     "metajax.runs": "runs",
     # task-inference probes: load a run (runs.build, train's checkpoints), probe, report
     "metajax.inference": "runs",
+    # several seeds of one learner trained at once (train's chunk vmapped over seeds)
+    "metajax.seeds": "runs",
     # entry points
     "metajax.cli": "top",
     "metajax.sweep": "top",

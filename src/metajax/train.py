@@ -173,20 +173,14 @@ class MetricsLog:
 def _progress(enabled: bool, total: int, start: int):
     if not enabled or not _is_primary():
         return None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from rich import progress as rp
 
-    bar = Progress(
-        TextColumn("[bold]train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeRemainingColumn(),
+    bar = rp.Progress(
+        rp.TextColumn("[bold]train"),
+        rp.BarColumn(),
+        rp.MofNCompleteColumn(),
+        rp.TextColumn("{task.fields[status]}"),
+        rp.TimeRemainingColumn(),
     )
     bar.start()
     bar.add_task("train", total=total, completed=start, status="compiling...")

@@ -20,6 +20,7 @@ from metajax import cli, distributed, learners, sweep
 from metajax.errors import ConfigError
 from metajax.learners import rl2
 from metajax.learners.base import Learner
+from metajax.seeds import seed_state, train_seeds
 from metajax.train import TrainConfig, to_host, train
 
 TINY_RL2 = dict(
@@ -102,7 +103,7 @@ def tiny_learner():
 
 def assert_seeds_match_alone(learner, tmp_path, seeds, num_tasks, metric):
     seen = []
-    together = sweep.train_seeds(
+    together = train_seeds(
         learner, seeds, 4, updates_per_chunk=2, on_chunk=lambda done, m: seen.append(done)
     )
     assert together.seeds == tuple(seeds) and seen == [2, 4]
@@ -119,14 +120,14 @@ def assert_seeds_match_alone(learner, tmp_path, seeds, num_tasks, metric):
             tensorboard=False,
         )
         alone, history = train(learner, config, num_tasks=num_tasks)
-        mine = sweep.seed_state(together, index)
+        mine = seed_state(together, index)
         for a, b in zip(jax.tree.leaves(to_host(alone)), jax.tree.leaves(mine), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(
             together.metrics[metric][index, -1], history[-1][metric], rtol=1e-4, atol=1e-5
         )
     # the seeds really differ, so the comparison above is not between copies
-    first, second = (jax.tree.leaves(sweep.seed_state(together, i))[0] for i in (0, 1))
+    first, second = (jax.tree.leaves(seed_state(together, i))[0] for i in (0, 1))
     assert not np.allclose(first, second)
 
 
@@ -144,11 +145,11 @@ def test_vmapped_rl2_seeds_equal_each_seed_trained_alone(tmp_path):
 def test_train_seeds_rejects_bad_sizes():
     learner = tiny_learner()
     with pytest.raises(ConfigError, match="seeds must differ"):
-        sweep.train_seeds(learner, [1, 1], 2)
+        train_seeds(learner, [1, 1], 2)
     with pytest.raises(ConfigError, match="num_updates must be at least 1"):
-        sweep.train_seeds(learner, 2, 0)
+        train_seeds(learner, 2, 0)
     with pytest.raises(ConfigError, match="seeds must be in 0.."):
-        sweep.train_seeds(learner, [0, 2**40], 2)
+        train_seeds(learner, [0, 2**40], 2)
 
 
 # vmap(learner.init) of RL² with the memory core at width 64 (2 seeds) hung for good on 2 CPU
@@ -157,14 +158,14 @@ def test_train_seeds_rejects_bad_sizes():
 INIT_SEEDS_CHILD = """
 import jax, numpy as np
 import metajax.envs as envs
-from metajax import sweep
 from metajax.learners import rl2
+from metajax.seeds import init_seeds, seed_keys
 env, tasks = envs.make("bernoulli-bandit", arms=5)
 config = rl2.Config(core="memory", core_size=64, hidden_sizes=(64,), num_tasks=8,
                     episodes_per_trial=5, num_minibatches=2)
 learner = rl2.make_learner(config, env, tasks)
-keys = sweep.seed_keys((0, 1), 0)
-states = jax.block_until_ready(sweep.init_seeds(learner, keys))
+keys = seed_keys((0, 1), 0)
+states = jax.block_until_ready(init_seeds(learner, keys))
 for index, key in enumerate(keys):
     alone = jax.jit(learner.init)(key)
     for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(states), strict=True):
