@@ -110,7 +110,8 @@ def markdown(payload: dict) -> str:
         f"{c['num_tasks']} tasks per update for n = 10 bandits, {c['num_tasks_long']} for longer "
         f"trials, PPO (lr {c['learning_rate']}{_anneal(c)}, GAE lambda {lam}, reward scale "
         f"{scale}, entropy {c['ent_coef']}, gamma {c.get('gamma', 0.99)}); evaluated on "
-        f"{c['test_tasks']} held-out tasks; ± is a 95% interval over tasks. Baselines: {c['baselines']} (stored = "
+        f"{c['test_tasks']} held-out tasks; ± is a 95% interval over tasks. Baselines: "
+        f"{c['baselines']} (stored = "
         "results/*_baselines.json; '-' = that file has no such cell).",
         "",
     ]
