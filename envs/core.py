@@ -33,6 +33,8 @@ from flax import struct
 from gymnax.environments import environment as gymnax_env
 from gymnax.environments import spaces
 
+from metajax.envs.errors import check_seed
+
 EnvParams = Any  # a flax.struct dataclass of task leaves; batched tasks carry a leading axis
 
 TRAIN_SPLIT, TEST_SPLIT, OOD_SPLIT = "envs/split/train", "envs/split/test", "envs/split/ood"
@@ -199,8 +201,7 @@ class TaskDistribution:
     task_content: Callable[[EnvParams], Any] | None = None
 
     def __post_init__(self):
-        if not 0 <= self.split_seed < 2**32:
-            raise ValueError(f"split_seed must be in 0..{2**32 - 1}, got {self.split_seed}")
+        check_seed(self.split_seed, "split_seed")
         if not 0 < self.held_out_permille < 1000:
             raise ValueError(f"held_out_permille must be in 1..999, got {self.held_out_permille}")
 

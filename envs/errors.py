@@ -8,3 +8,9 @@ metajax outside ``metajax.envs``.
 
 class ConfigError(ValueError):
     """Bad user input: an unknown name, an impossible size, a missing or corrupt checkpoint."""
+
+
+def check_seed(seed: int, name: str = "seed") -> None:
+    """Raises ConfigError unless ``seed`` fits a uint32 (what every random root is made from)."""
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"{name} must be in 0..{2**32 - 1}, got {seed}")

@@ -33,7 +33,6 @@ class TrialState:
     inner: object  # the inner env's state
     time: jax.Array  # steps taken in this trial
     episode: jax.Array  # inner episodes finished in this trial
-    episode_time: jax.Array  # steps taken in the current inner episode
 
 
 class TrialWrapper(MetaEnv):
@@ -65,7 +64,7 @@ class TrialWrapper(MetaEnv):
             fractions = (
                 state.time / self.horizon,
                 state.episode / self.episodes_per_trial,
-                state.episode_time / self.env.horizon,
+                state.inner.time / self.env.horizon,  # every EnvState counts its steps
             )
             parts.append(jnp.stack(fractions).astype(jnp.float32))
         return jnp.concatenate(parts)
@@ -80,8 +79,7 @@ class TrialWrapper(MetaEnv):
 
     def _start(self, obs, inner):
         no_action = jnp.zeros((flat_action_dim(self._action_space),), jnp.float32)
-        zero = jnp.int32(0)
-        state = TrialState(inner=inner, time=zero, episode=zero, episode_time=zero)
+        state = TrialState(inner=inner, time=jnp.int32(0), episode=jnp.int32(0))
         return self._augment(obs, no_action, 0.0, False, state), state
 
     def step_env(self, key: jax.Array, state: TrialState, action, params: EnvParams):
@@ -102,12 +100,7 @@ class TrialWrapper(MetaEnv):
             "episode_final_obs": jnp.reshape(obs, (-1,)).astype(jnp.float32),
             "episode_index": state.episode,
         }
-        new_state = TrialState(
-            inner=next_inner,
-            time=state.time + 1,
-            episode=episode,
-            episode_time=jnp.where(episode_done, 0, state.episode_time + 1),
-        )
+        new_state = TrialState(inner=next_inner, time=state.time + 1, episode=episode)
         encoded = encode_action(self._action_space, action)
         augmented = self._augment(next_obs, encoded, reward, episode_done, new_state)
         return augmented, new_state, reward, trial_done, info

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metajax import distributed
-from metajax.errors import ConfigError
+from metajax.errors import ConfigError, check_seed
 from metajax.learners.base import Learner, State
 from metajax.train import (
     INIT_STREAM,
@@ -55,8 +55,8 @@ def _checked_seeds(num_seeds: int | Sequence[int], num_updates: int, per_chunk: 
         raise ConfigError("train_seeds needs at least one seed")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must differ, got {list(seeds)}")
-    if not all(0 <= seed < 2**32 for seed in seeds):
-        raise ConfigError(f"seeds must be in 0..{2**32 - 1}, got {list(seeds)}")
+    for seed in seeds:
+        check_seed(seed, "seeds")
     for name, value in (("num_updates", num_updates), ("updates_per_chunk", per_chunk)):
         if value < 1:
             raise ConfigError(f"{name} must be at least 1, got {value}")

@@ -26,7 +26,7 @@ import orbax.checkpoint as ocp
 
 from metajax import distributed
 from metajax.envs.core import tag_id
-from metajax.errors import ConfigError
+from metajax.errors import ConfigError, check_seed
 from metajax.learners.base import Learner, State
 
 INIT_STREAM, TRAIN_STREAM, EVAL_STREAM = map(tag_id, ("train/init", "train/updates", "train/eval"))
@@ -52,8 +52,7 @@ class TrainConfig:
         for name in ("num_updates", "updates_per_chunk", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.seed < 2**32:
-            raise ConfigError(f"seed must be in 0..{2**32 - 1}, got {self.seed}")
+        check_seed(self.seed)
 
 
 class TrainingDiverged(RuntimeError):
