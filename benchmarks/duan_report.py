@@ -95,6 +95,11 @@ def _anneal(config: dict) -> str:
     return " annealed linearly to 0" if config.get("anneal_lr") else ""
 
 
+def _head(config: dict) -> str:
+    head = config.get("head_sizes")
+    return f", read-out MLP {'x'.join(map(str, head))}" if head else ""
+
+
 def markdown(payload: dict) -> str:
     """The bandit and MDP tables of one run (one core)."""
     c = payload["config"]
@@ -106,7 +111,9 @@ def markdown(payload: dict) -> str:
         "",
         metadata_markdown(payload["meta"]),
         f"RL²: core {c['core']} width {c['core_size']} ({c['core_layers']} layer(s)"
-        f"{', time inputs' if c.get('time_inputs') else ''}), "
+        f"{', time inputs' if c.get('time_inputs') else ''}"
+        f"{', transition inputs' if c.get('transition_inputs') else ''}"
+        f"{_head(c)}), "
         f"{c['num_tasks']} tasks per update for n = 10 bandits, {c['num_tasks_long']} for longer "
         f"trials, PPO (lr {c['learning_rate']}{_anneal(c)}, GAE lambda {lam}, reward scale "
         f"{scale}, entropy {c['ent_coef']}, gamma {c.get('gamma', 0.99)}); evaluated on "

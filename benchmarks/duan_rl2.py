@@ -159,6 +159,8 @@ def rl2_config(
         ent_coef=args.ent_coef,
         reward_scale=reward_scale,
         time_inputs=args.time_inputs,
+        transition_inputs=args.transition_inputs,
+        head_sizes=tuple(args.head_sizes),
     )
 
 
@@ -279,6 +281,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--time-inputs",
         action="store_true",
         help="RL²'s inputs also get the fractions of trial, episodes and episode done",
+    )
+    parser.add_argument(
+        "--transition-inputs",
+        action="store_true",
+        help="RL²'s inputs also get the observation the previous action was taken in",
+    )
+    parser.add_argument(
+        "--head-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="MLP layers over [core output, embedding] before RL²'s heads (default: linear)",
     )
     parser.add_argument("--gamma", type=float, default=0.99)
     parser.add_argument(

@@ -25,7 +25,8 @@ NOTES = {
     "e10_lru_longring": "LRU ring |lambda| in [0.9, 0.999], phases up to pi / 10 (now the default)",
 }
 KNOBS = ("core", "core_size", "learning_rate", "gamma", "gae_lambda", "ent_coef", "reward_scale")
-KNOBS += ("num_tasks_long", "num_minibatches", "anneal_lr", "time_inputs")
+KNOBS += ("num_tasks_long", "num_minibatches", "anneal_lr", "time_inputs", "transition_inputs")
+KNOBS += ("head_sizes",)
 
 
 def load_runs(folder) -> list[dict]:
@@ -60,6 +61,16 @@ def load_runs(folder) -> list[dict]:
     return runs
 
 
+def core_text(settings: dict) -> str:
+    """``core width`` and what the run added: ``+ time``, ``+ s`` (transition inputs),
+    ``+ head 128`` (read-out layers)."""
+    text = f"{settings['core']} {settings['core_size']}"
+    text += " + time" if settings["time_inputs"] else ""
+    text += " + s" if settings["transition_inputs"] else ""
+    head = settings["head_sizes"]
+    return text + (f" + head {'x'.join(map(str, head))}" if head else "")
+
+
 def _best_classic(cell: dict) -> str:
     top = best_classic(cell)
     return "-" if top is None else f"{top[0]} {top[1]:.1f}"
@@ -82,7 +93,9 @@ def markdown(runs: list[dict], meta: dict) -> str:
         "Each row is one stored `benchmarks.duan_rl2` run (its command below the table); "
         "return = total reward per trial on held-out tasks (± 95% CI), curve = held-out "
         "return at evenly spaced points of training (200 tasks). The machine was shared with "
-        "other runs, so train seconds are not comparable between rows.",
+        "other runs, so train seconds are not comparable between rows. Core: + time = time "
+        "inputs, + s = transition inputs (the observation the last action was taken in), "
+        "+ head = a read-out MLP over [core output, embedding] before the heads.",
         "",
         "| run | cell | core | tasks | lr | gamma | GAE lambda | entropy | reward scale "
         "| value clip | env steps | return | best classic | curve |",
@@ -91,8 +104,7 @@ def markdown(runs: list[dict], meta: dict) -> str:
     for r in runs:
         s = r["settings"]
         lines.append(
-            f"| {r['run']} | {r['cell']} | {s['core']} {s['core_size']}"
-            f"{' + time' if s['time_inputs'] else ''} "
+            f"| {r['run']} | {r['cell']} | {core_text(s)} "
             f"| {s['num_tasks_long'] or 256} | {_lr(s)} "
             f"| {s['gamma'] if s['gamma'] is not None else 0.99} | {s['gae_lambda']} "
             f"| {s['ent_coef']} | {s['reward_scale']} | {r['clip_value']} "

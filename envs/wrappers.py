@@ -7,7 +7,10 @@ the previous action (one-hot when discrete), the previous reward and a flag that
 step ended an inner episode. With ``time_inputs`` it also appends where the next step falls, as
 fractions: of the trial (t / (K H)), of the trial's episodes (episodes done / K) and of the
 inner episode (steps into it / H). A memory can count these itself from the done flags, but
-the value of a finite trial depends on them directly.
+the value of a finite trial depends on them directly. With ``transition_inputs`` it also appends
+the observation the previous action was taken in (zeros at a trial's start), so every input
+holds a whole transition (s, a, r, done, s'); a memory otherwise has to carry s itself to
+bind a reward to the state it came from.
 
 Inner episodes restart through the inner env's ``auto_reset``: a fresh ``reset_env`` for most
 envs; for the brax families, the start state cached at ``reset``, so every episode of a trial
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
@@ -33,17 +37,25 @@ class TrialState:
     inner: object  # the inner env's state
     time: jax.Array  # steps taken in this trial
     episode: jax.Array  # inner episodes finished in this trial
+    last_obs: jax.Array | None = None  # flat observation acted in (only with transition_inputs)
 
 
 class TrialWrapper(MetaEnv):
     """K episodes of the same task as one episode, with RL² inputs appended to observations."""
 
-    def __init__(self, env: MetaEnv, episodes_per_trial: int, time_inputs: bool = False):
+    def __init__(
+        self,
+        env: MetaEnv,
+        episodes_per_trial: int,
+        time_inputs: bool = False,
+        transition_inputs: bool = False,
+    ):
         if episodes_per_trial < 1:
             raise ValueError(f"episodes_per_trial must be at least 1, got {episodes_per_trial}")
         self.env = env
         self.episodes_per_trial = episodes_per_trial
         self.time_inputs = time_inputs
+        self.transition_inputs = transition_inputs
         self.horizon = episodes_per_trial * env.horizon
         self._action_space = env.action_space()
         self._obs_space = env.observation_space()
@@ -53,9 +65,13 @@ class TrialWrapper(MetaEnv):
     def name(self) -> str:
         return f"Trial[{self.env.name}, K={self.episodes_per_trial}]"
 
-    def _augment(self, obs, encoded_action, reward, episode_done, state: TrialState) -> jax.Array:
+    def _augment(
+        self, obs, encoded_action, reward, episode_done, state: TrialState, acted_in=None
+    ) -> jax.Array:
+        """The augmented observation; ``acted_in`` is the flat observation the previous action
+        was taken in (``transition_inputs`` only)."""
         parts = [
-            jnp.reshape(obs, (-1,)).astype(jnp.float32),
+            _flat(obs),
             encoded_action,
             jnp.reshape(reward, (1,)).astype(jnp.float32),
             jnp.reshape(episode_done, (1,)).astype(jnp.float32),
@@ -67,6 +83,8 @@ class TrialWrapper(MetaEnv):
                 state.inner.time / self.env.horizon,  # every EnvState counts its steps
             )
             parts.append(jnp.stack(fractions).astype(jnp.float32))
+        if self.transition_inputs:
+            parts.append(acted_in)
         return jnp.concatenate(parts)
 
     def reset_env(self, key: jax.Array, params: EnvParams):
@@ -79,8 +97,10 @@ class TrialWrapper(MetaEnv):
 
     def _start(self, obs, inner):
         no_action = jnp.zeros((flat_action_dim(self._action_space),), jnp.float32)
-        state = TrialState(inner=inner, time=jnp.int32(0), episode=jnp.int32(0))
-        return self._augment(obs, no_action, 0.0, False, state), state
+        last_obs = _flat(obs) if self.transition_inputs else None
+        state = TrialState(inner=inner, time=jnp.int32(0), episode=jnp.int32(0), last_obs=last_obs)
+        acted_in = None if last_obs is None else jnp.zeros_like(last_obs)
+        return self._augment(obs, no_action, 0.0, False, state, acted_in), state
 
     def step_env(self, key: jax.Array, state: TrialState, action, params: EnvParams):
         key_step, key_reset = jax.random.split(key)
@@ -100,14 +120,18 @@ class TrialWrapper(MetaEnv):
             "episode_final_obs": jnp.reshape(obs, (-1,)).astype(jnp.float32),
             "episode_index": state.episode,
         }
-        new_state = TrialState(inner=next_inner, time=state.time + 1, episode=episode)
+        last_obs = _flat(next_obs) if self.transition_inputs else None
+        new_state = TrialState(next_inner, state.time + 1, episode, last_obs)
         encoded = encode_action(self._action_space, action)
-        augmented = self._augment(next_obs, encoded, reward, episode_done, new_state)
+        augmented = self._augment(
+            next_obs, encoded, reward, episode_done, new_state, state.last_obs
+        )
         return augmented, new_state, reward, trial_done, info
 
     def observation_space(self, params=None) -> spaces.Box:
         inner = self._obs_space
         extra = flat_action_dim(self._action_space) + 2 + (3 if self.time_inputs else 0)
+        extra += int(np.prod(inner.shape)) if self.transition_inputs else 0
 
         def bound(value, fill):
             inner_bound = jnp.broadcast_to(jnp.asarray(value, jnp.float32), inner.shape)
@@ -123,6 +147,10 @@ class TrialWrapper(MetaEnv):
         """The oracle's return over a whole trial: K times its per-episode return."""
         per_episode = self.env.oracle_episode_return(params)
         return None if per_episode is None else self.episodes_per_trial * per_episode
+
+
+def _flat(obs) -> jax.Array:
+    return jnp.reshape(obs, (-1,)).astype(jnp.float32)
 
 
 class UnitBoxActions(MetaEnv):

@@ -165,13 +165,18 @@ def kl_divergence(p, q, discrete: bool) -> jax.Array:
 
 
 class RecurrentActorCritic(nn.Module):
-    """RL²'s network: embedding MLP -> memory core -> policy head and value head."""
+    """RL²'s network: embedding MLP -> memory core -> policy head and value head.
+
+    With ``head_sizes`` an MLP over [core output, embedding] sits before both heads, so the
+    read-out of the memory can depend non-linearly on the current input (default: linear heads).
+    """
 
     action_dim: int
     discrete: bool
     core: CoreConfig = CoreConfig(size=256)
     hidden_sizes: Sequence[int] = (128,)
     activation: str = "tanh"
+    head_sizes: Sequence[int] = ()
 
     def setup(self):
         self.embed = MLP(self.hidden_sizes, activation=self.activation)
@@ -181,9 +186,14 @@ class RecurrentActorCritic(nn.Module):
             self.memory = cores.CORES[self.core.name](config=self.core)
         self.policy_head = PolicyHead(self.action_dim, self.discrete)
         self.value_head = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))
+        if self.head_sizes:  # no module (and the same init RNG) without head layers
+            self.read_out = MLP(self.head_sizes, activation=self.activation)
 
-    def heads(self, features: jax.Array):
-        """(policy distribution, value [...]) from the core's features [..., size]."""
+    def heads(self, features: jax.Array, embedded: jax.Array):
+        """(policy distribution, value [...]) from the core's features [..., size] (and, with
+        head layers, the embedded input)."""
+        if self.head_sizes:
+            features = self.read_out(jnp.concatenate([features, embedded], axis=-1))
         return self.policy_head(features), self.value_head(features)[..., 0]
 
     def __call__(self, carry, obs: jax.Array, first: jax.Array):
@@ -197,11 +207,12 @@ class RecurrentActorCritic(nn.Module):
             carry, features = self.memory(carry, x)
         else:
             carry, features = self.memory.step(carry, x, first)
-        return carry, self.heads(features)
+        return carry, self.heads(features, x)
 
     def sequence(self, obs: jax.Array, first: jax.Array):
         """Sequence mode of a ``metajax.cores`` core: obs [T, B, D] -> (dist, value [T, B])."""
-        return self.heads(self.memory.sequence(self.embed(obs), first))
+        x = self.embed(obs)
+        return self.heads(self.memory.sequence(x, first), x)
 
 
 def unroll(network: RecurrentActorCritic, params, obs: jax.Array, first: jax.Array):

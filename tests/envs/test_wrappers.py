@@ -56,6 +56,33 @@ def test_time_inputs_give_the_next_steps_place_in_trial_episodes_and_episode():
     np.testing.assert_allclose(seen, expected, atol=1e-6)
 
 
+def test_transition_inputs_give_the_observation_the_last_action_was_taken_in():
+    env, _ = envs.make("tabular-mdp", num_states=3, num_actions=2, horizon=2)
+    stay = jnp.eye(3)[:, None, :].repeat(2, axis=1)  # action 0 stays, action 1 moves on
+    move = jnp.roll(jnp.eye(3), 1, axis=1)[:, None, :].repeat(2, axis=1)
+    transitions = jnp.concatenate([stay[:, :1], move[:, 1:]], axis=1)
+    params = MDPParams(transitions=transitions, reward_means=jnp.ones((3, 2)))
+    plain = envs.TrialWrapper(env, episodes_per_trial=2)
+    trial = envs.TrialWrapper(env, episodes_per_trial=2, transition_inputs=True)
+    assert trial.observation_space().shape == (3 + 2 + 2 + 3,)
+    obs, state = trial.reset(jax.random.key(0), params)
+    plain_obs, plain_state = plain.reset(jax.random.key(0), params)
+    np.testing.assert_array_equal(obs[-3:], [0, 0, 0])  # no action taken yet
+    acted_in, seen = [], []
+    for t, action in enumerate([1, 1, 0, 1]):  # the fourth step ends the trial
+        acted_in.append(int(np.argmax(obs[:3])))
+        key = jax.random.key(t)
+        obs, state, *_ = trial.step(key, state, action, params)
+        plain_obs, plain_state, *_ = plain.step(key, plain_state, action, params)
+        np.testing.assert_array_equal(obs[:-3], plain_obs)  # the RL² inputs are unchanged
+        seen.append(obs[-3:])
+    # states 0 -> 1 (-> episode ends, back to 0) -> 0 -> 1; the trial's end starts a new one
+    assert acted_in == [0, 1, 0, 0]
+    for t in range(3):
+        np.testing.assert_array_equal(seen[t], np.eye(3)[acted_in[t]])
+    np.testing.assert_array_equal(seen[3], [0, 0, 0])
+
+
 def test_oracle_of_a_trial_is_k_times_the_episode_oracle():
     env, tasks = envs.make("bernoulli-bandit", arms=4)
     trial = envs.TrialWrapper(env, 7)

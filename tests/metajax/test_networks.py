@@ -33,10 +33,11 @@ def test_gru_and_lstm_keep_their_parameter_tree():
     assert set(params["params"]["memory"]) == {"GRUCell_0"}
 
 
+@pytest.mark.parametrize("head_sizes", [(), (6,)])
 @pytest.mark.parametrize("core", ["gru", "lstm", "transformer", "lru", "memory"])
-def test_unroll_equals_stepping_with_resets(core):
+def test_unroll_equals_stepping_with_resets(core, head_sizes):
     config = CoreConfig(name=core, size=8, heads=2, slots=3, slot_size=4, max_len=8)
-    net = networks.RecurrentActorCritic(action_dim=3, discrete=True, core=config, hidden_sizes=(8,))
+    net = networks.RecurrentActorCritic(3, True, config, (8,), head_sizes=head_sizes)
     obs = jax.random.normal(jax.random.key(1), (7, 2, 5))  # [T, B, D]
     first = jnp.zeros((7, 2), bool).at[0].set(True).at[4, 0].set(True)
     carry = networks.initial_carry(config, 2)
@@ -46,6 +47,23 @@ def test_unroll_equals_stepping_with_resets(core):
         carry, (logits_t, value_t) = net.apply(params, carry, obs[t], first[t])
         np.testing.assert_allclose(logits[t], logits_t, atol=1e-5)
         np.testing.assert_allclose(value[t], value_t, atol=1e-5)
+
+
+def test_head_layers_read_the_core_output_and_the_embedding():
+    config = CoreConfig(name="gru", size=4)
+    net = networks.RecurrentActorCritic(3, True, config, (5,), head_sizes=(7,))
+    carry, first = networks.initial_carry(config, 1), jnp.ones(1, bool)
+    params = net.init(jax.random.key(0), carry, jnp.zeros((1, 2)), first)
+    assert set(params["params"]) == {"embed", "memory", "policy_head", "value_head", "read_out"}
+    kernel = params["params"]["read_out"]["Dense_0"]["kernel"]
+    assert kernel.shape == (4 + 5, 7)  # [core output, embedding] -> 7 units
+    # the read-out sees the embedding directly: zeroing its rows changes the policy
+    cut = jax.tree.map(lambda x: x, params)
+    cut["params"]["read_out"]["Dense_0"]["kernel"] = kernel.at[4:].set(0.0)
+    obs = jnp.array([[1.0, -2.0]])
+    _, (logits, _) = net.apply(params, carry, obs, first)
+    _, (logits_cut, _) = net.apply(cut, carry, obs, first)
+    assert not np.allclose(logits, logits_cut)
 
 
 def test_gaussian_log_prob_entropy_kl_closed_form():

@@ -49,6 +49,7 @@ class Config:
     core_slot_size: int = 32  # memory: width of a slot
     core_parallel: bool | None = None  # lru: associative scan (None: on accelerators only)
     hidden_sizes: tuple[int, ...] = (128,)  # MLP layers before the memory core
+    head_sizes: tuple[int, ...] = ()  # MLP over [core output, embedding] before the heads
     activation: str = "tanh"  # MLP activation, e.g. tanh | relu
     learning_rate: float = 1e-3  # Adam learning rate
     lr_decay_updates: int = 0  # learning rate falls linearly to 0 over this many updates (0: off)
@@ -64,6 +65,7 @@ class Config:
     reward_scale: float = 1.0  # rewards are multiplied by this for the losses (not the metrics)
     unit_actions: bool = True  # Box actions: the policy acts in [-1, 1], scaled to the env's box
     time_inputs: bool = False  # inputs also get the fractions of trial, episodes and episode done
+    transition_inputs: bool = False  # inputs also get the observation the last action was taken in
 
     def validate(self, env: MetaEnv) -> None:
         """Raises ConfigError for impossible sizes (RL²'s checks do not need ``env``)."""
@@ -143,6 +145,7 @@ def make_network(config: Config, env: TrialWrapper) -> networks.RecurrentActorCr
         core=config.core_config(env.horizon),
         hidden_sizes=config.hidden_sizes,
         activation=config.activation,
+        head_sizes=config.head_sizes,
     )
 
 
@@ -270,7 +273,9 @@ def make_setup(config: Config, env: MetaEnv, tasks: TaskDistribution) -> Setup:
     """The ``Setup`` of RL² on ``env`` (wrapped in a K-episode ``TrialWrapper``; with
     ``unit_actions`` a finite Box action space is presented as [-1, 1] first)."""
     inner = unit_box_actions(env) if config.unit_actions else env
-    trial_env = TrialWrapper(inner, config.episodes_per_trial, config.time_inputs)
+    trial_env = TrialWrapper(
+        inner, config.episodes_per_trial, config.time_inputs, config.transition_inputs
+    )
     return Setup(trial_env, tasks, make_network(config, trial_env), make_optimizer(config), config)
 
 

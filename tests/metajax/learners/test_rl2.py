@@ -64,19 +64,30 @@ def test_rl2_lstm_core_on_tabular_mdp_runs_and_masks_nothing():
     assert learner.env_steps_per_update == 8 * 10
 
 
-def test_time_inputs_reach_the_network_and_train():
+@pytest.mark.parametrize(
+    "options, extra_params",
+    [
+        # three more inputs (trial, episodes and episode fractions) into the first 16-unit layer
+        ({"time_inputs": True}, 3 * 16),
+        # the 4-state one-hot the last action was taken in, into the same layer
+        ({"transition_inputs": True}, 4 * 16),
+        # a 12-unit read-out over [core output 16, embedding 16] before the heads (3 logits
+        # and a value now read 12 units instead of 16)
+        ({"head_sizes": (12,)}, (32 + 1) * 12 + (12 - 16) * (3 + 1)),
+    ],
+)
+def test_input_and_head_options_reach_the_network_and_train(options, extra_params):
     env, tasks = envs.make("tabular-mdp", num_states=4, num_actions=3, horizon=5)
     base = dict(num_tasks=8, episodes_per_trial=2, core_size=16, hidden_sizes=(16,))
     sizes = {}
-    for time_inputs in (False, True):
-        config = rl2.Config(**base, num_minibatches=2, time_inputs=time_inputs)
+    for name, extra in (("plain", {}), ("option", options)):
+        config = rl2.Config(**base, num_minibatches=2, **extra)
         learner = rl2.make_learner(config, env, tasks)
         state = learner.init(jax.random.key(0))
-        sizes[time_inputs] = sum(leaf.size for leaf in jax.tree.leaves(state.params))
+        sizes[name] = sum(leaf.size for leaf in jax.tree.leaves(state.params))
         state, metrics = jax.jit(learner.train_step)(state, jax.random.key(1))
         assert np.isfinite(float(metrics["policy_loss"]))
-    # three more inputs (trial, episodes and episode fractions) into the first 16-unit layer
-    assert sizes[True] - sizes[False] == 3 * 16
+    assert sizes["option"] - sizes["plain"] == extra_params
 
 
 @pytest.mark.parametrize(
