@@ -6,6 +6,9 @@ with ``.lower().compile()``), then where the time goes: acting (collecting the t
 mode, ``rl2.run_trials``) and the PPO update (epochs of the loss in sequence mode), each jitted
 and timed alone (at the ``--phase-lengths`` only: each costs two more compilations).
 ``lru-sequential`` is the LRU with a sequential scan in sequence mode (``core_parallel=False``).
+Beside the rates, the network's forward FLOPs per env step as XLA counts them (``flops``): on
+CPU the update's time follows the dense work per step, which no parallel-in-time sequence mode
+removes.
 
     python -m benchmarks.core_throughput                                  # CPU sizes
     python -m benchmarks.core_throughput --cores gru lru --lengths 100 --tasks 32   # a smoke run
@@ -16,8 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from functools import partial
 
 import jax
+import jax.numpy as jnp
 
 import metajax.envs as envs
 from benchmarks.common import device_slug, metadata_markdown, run_metadata, write_results
@@ -71,6 +76,28 @@ def phase_rates(config: rl2.Config, arms: int, repeats: int) -> dict:
     }
 
 
+def forward_flops(config: rl2.Config, arms: int, batch: int = 8) -> float:
+    """The network's forward FLOPs per env step, as XLA's cost analysis counts them.
+
+    XLA counts a loop's body once, so cores whose sequence mode has no loop (the transformer,
+    the LRU with the associative scan) are counted over a whole trial and divided by its
+    length; the others over one step of step mode, which does the same work per step.
+    """
+    env, tasks = envs.make("bernoulli-bandit", arms=arms)
+    setup = rl2.make_setup(config, env, tasks)
+    network, length = setup.network, setup.env.horizon
+    params = rl2.init(setup, jax.random.key(0)).params
+    obs = jnp.zeros((length, batch, *setup.env.observation_space().shape), jnp.float32)
+    first = jnp.zeros((length, batch), bool).at[0].set(True)
+    if config.core == "transformer" or (config.core == "lru" and config.core_parallel):
+        fn, args, steps = partial(network.apply, method="sequence"), (obs, first), length * batch
+    else:
+        fn, args, steps = network.apply, (rl2.fresh_carry(setup, batch), obs[0], first[0]), batch
+    cost = jax.jit(fn).lower(params, *args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost["flops"]) / steps
+
+
 def measure(core: str, length: int, args: argparse.Namespace) -> dict:
     """One (core, trial length) row."""
     name, options = VARIANTS.get(core, (core, {}))
@@ -88,6 +115,7 @@ def measure(core: str, length: int, args: argparse.Namespace) -> dict:
     )
     row = {"core": core, "length": length}
     row.update(training_rate(config, args.arms, args.updates, args.repeats))
+    row["flops_per_step"] = forward_flops(config, args.arms)
     if length in args.phase_lengths:
         row.update(phase_rates(config, args.arms, args.repeats))
     return row
@@ -147,13 +175,17 @@ def markdown(payload: dict) -> str:
         f"- machine load (1/5/15-min averages) before {_load(load[0])}, after {_load(load[1])}:"
         " a shared machine, so compare rows of one run, not absolute figures.",
         "- acting = collecting the trials (step mode); update = the PPO epochs (sequence mode), "
-        "each timed alone; vs GRU = train env-steps/s over GRU's at the same length.",
+        "each timed alone; vs GRU = train env-steps/s over GRU's at the same length; forward "
+        "kFLOP / step = the network's forward FLOPs per env step as XLA counts them (the "
+        "update does about 3x that per epoch), x GRU = over GRU's.",
         "",
         "| T | core | train env-steps/s | vs GRU | compile s | acting env-steps/s | "
-        "update env-steps/s | acting share |",
-        "|---|---|---|---|---|---|---|---|",
+        "update env-steps/s | acting share | forward kFLOP / step | x GRU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     gru = {r["length"]: r["env_steps_per_s"] for r in payload["rows"] if r["core"] == "gru"}
+    gru_rows = [r for r in payload["rows"] if r["core"] == "gru"]
+    gru_flops = {r["length"]: r.get("flops_per_step") for r in gru_rows}
     for r in payload["rows"]:
         ratio = f"{r['env_steps_per_s'] / gru[r['length']]:.2f}" if r["length"] in gru else "-"
         phases = "| - | - | - |"
@@ -164,9 +196,17 @@ def markdown(payload: dict) -> str:
             )
         lines.append(
             f"| {r['length']} | {r['core']} | {r['env_steps_per_s']:.3g} | {ratio} | "
-            f"{r['compile_s']:.1f} " + phases
+            f"{r['compile_s']:.1f} " + phases + _flops(r, gru_flops.get(r["length"]))
         )
     return "\n".join(lines) + "\n"
+
+
+def _flops(row: dict, gru: float | None) -> str:
+    """`` kFLOP | x GRU |`` cells (``-`` in rows recorded before the column existed)."""
+    if row.get("flops_per_step") is None:
+        return " - | - |"
+    ratio = f"{row['flops_per_step'] / gru:.2f}" if gru else "-"
+    return f" {row['flops_per_step'] / 1e3:.0f} | {ratio} |"
 
 
 def _load(values) -> str:
