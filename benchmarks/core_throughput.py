@@ -183,8 +183,8 @@ def markdown(payload: dict) -> str:
         "update env-steps/s | acting share | forward kFLOP / step | x GRU |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    gru = {r["length"]: r["env_steps_per_s"] for r in payload["rows"] if r["core"] == "gru"}
     gru_rows = [r for r in payload["rows"] if r["core"] == "gru"]
+    gru = {r["length"]: r["env_steps_per_s"] for r in gru_rows}
     gru_flops = {r["length"]: r.get("flops_per_step") for r in gru_rows}
     for r in payload["rows"]:
         ratio = f"{r['env_steps_per_s'] / gru[r['length']]:.2f}" if r["length"] in gru else "-"

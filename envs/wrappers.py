@@ -117,7 +117,7 @@ class TrialWrapper(MetaEnv):
             **info,
             "episode_done": episode_done,
             "episode_terminated": terminated,
-            "episode_final_obs": jnp.reshape(obs, (-1,)).astype(jnp.float32),
+            "episode_final_obs": _flat(obs),
             "episode_index": state.episode,
         }
         last_obs = _flat(next_obs) if self.transition_inputs else None
